@@ -1,0 +1,105 @@
+"""Input checks shared by every loss.
+
+Each helper raises ``TypeError`` (wrong kind of value or dtype) or ``ValueError``
+(wrong shape or value) with a message that names the argument and what was
+expected, e.g. ``image_features: expected a 2-D float tensor [B, D], got shape (4,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_float",
+    "check_index",
+    "check_same_device",
+    "check_size",
+    "to_float32",
+]
+
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _check_ndim(t: Tensor, name: str, ndim: int | Sequence[int], what: str, layout: str | None) -> None:
+    dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if t.dim() not in dims:
+        want = " or ".join(f"{d}-D" for d in dims)
+        hint = f" {layout}" if layout else ""
+        raise ValueError(f"{name}: expected a {want} {what}{hint}, got shape {_shape(t)}")
+
+
+def check_float(
+    t: object,
+    name: str,
+    ndim: int | Sequence[int] | None = None,
+    *,
+    layout: str | None = None,
+    finite: bool = False,
+) -> Tensor:
+    """Check that ``t`` is a floating-point tensor of the given rank; return it.
+
+    Args:
+        t: the value to check.
+        name: argument name used in the error message.
+        ndim: allowed number(s) of dimensions, or None for any.
+        layout: shape written for humans, e.g. ``"[B, D]"``, added to the message.
+        finite: also reject NaN/inf entries (costs a device sync; use for cheap inputs).
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
+    if ndim is not None:
+        _check_ndim(t, name, ndim, "float tensor", layout)
+    if finite and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return t
+
+
+def check_index(
+    t: object,
+    name: str,
+    ndim: int | Sequence[int] | None = None,
+    *,
+    layout: str | None = None,
+    allow_bool: bool = False,
+) -> Tensor:
+    """Check that ``t`` is an integer (or, with ``allow_bool``, boolean) tensor; return it."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    ok = t.dtype == torch.bool if allow_bool else False
+    if not ok and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool):
+        kind = "an integer or bool" if allow_bool else "an integer"
+        raise TypeError(f"{name}: expected {kind} tensor, got dtype {t.dtype}")
+    if ndim is not None:
+        _check_ndim(t, name, ndim, "tensor", layout)
+    return t
+
+
+def check_size(t: Tensor, name: str, dim: int, expected: int, other: str) -> None:
+    """Check ``t.shape[dim] == expected``; ``other`` says where ``expected`` comes from."""
+    if t.shape[dim] != expected:
+        raise ValueError(
+            f"{name}: size {t.shape[dim]} at dim {dim} does not match {other} ({expected}); "
+            f"got shape {_shape(t)}"
+        )
+
+
+def check_same_device(**tensors: Tensor | None) -> None:
+    """Check that all given tensors live on one device."""
+    seen = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(seen.values())) > 1:
+        listing = ", ".join(f"{n} on {d}" for n, d in seen.items())
+        raise ValueError(f"inputs must be on one device, got {listing}")
+
+
+def to_float32(t: Tensor) -> Tensor:
+    """Upcast fp16/bf16 to fp32 (losses compute in fp32); other dtypes pass through."""
+    return t.float() if t.dtype in _REDUCED else t

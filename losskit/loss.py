@@ -1,0 +1,100 @@
+"""The loss interface: :class:`Loss` and :class:`LossOutput`.
+
+Every losskit loss is a ``torch.nn.Module`` built from one validated config. Subclasses
+implement :meth:`Loss.compute`; ``forward`` returns ``compute(...).loss`` so a loss is
+a drop-in replacement for any PyTorch loss module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from losskit.config import LossConfig, Reduction
+
+__all__ = ["Loss", "LossOutput", "reduce"]
+
+C = TypeVar("C", bound=LossConfig)
+
+
+@dataclass
+class LossOutput:
+    """What :meth:`Loss.compute` returns.
+
+    Attributes:
+        loss: the value ``forward`` returns (scalar, or per-sample for ``reduction="none"``).
+        parts: named components of the loss, still attached to the graph
+            (e.g. ``{"l1": ..., "giou": ...}``).
+        metrics: detached diagnostics (accuracy, mean positive logit, temperature, ...).
+            Tensors are detached on construction.
+    """
+
+    loss: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics = {
+            k: (v.detach() if isinstance(v, Tensor) else torch.as_tensor(v)) for k, v in self.metrics.items()
+        }
+
+
+def reduce(values: Tensor, reduction: Reduction, *, normalizer: Tensor | float | None = None) -> Tensor:
+    """Reduce per-sample ``values`` as a PyTorch loss does.
+
+    Args:
+        values: per-sample losses, any shape.
+        reduction: ``"none"`` returns ``values``; ``"sum"`` their sum; ``"mean"`` the
+            sum divided by ``normalizer`` (default: the number of elements; an empty
+            tensor gives 0, connected to the graph, instead of NaN).
+        normalizer: divisor for ``"mean"`` (e.g. number of supervised tokens, or
+            DETR's ``num_boxes``); a tensor is allowed so no host sync is needed.
+    """
+    if reduction == "none":
+        return values
+    total = values.sum()
+    if reduction == "sum":
+        return total
+    if normalizer is None:
+        normalizer = max(values.numel(), 1)
+    return total / normalizer
+
+
+class Loss(nn.Module, Generic[C]):
+    """Base class of every losskit loss.
+
+    Subclasses set ``config_class`` (the pydantic model they are built from) and
+    implement :meth:`compute`. Learnable state (temperature, bias, ...) lives in
+    ``nn.Parameter``s so it reaches the optimizer and ``state_dict()``.
+
+    Args:
+        config: an instance of ``config_class``; ``None`` uses its defaults.
+    """
+
+    config_class: ClassVar[type[LossConfig]] = LossConfig
+
+    def __init__(self, config: C | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = self.config_class()  # type: ignore[assignment]
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"config: expected an instance of {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config: C = config  # type: ignore[assignment]
+
+    def compute(self, *inputs: Any, **kwargs: Any) -> LossOutput:
+        """Compute the loss with its parts and metrics; subclasses implement this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Tensor:
+        """Return ``compute(*inputs, **kwargs).loss``."""
+        return self.compute(*inputs, **kwargs).loss
+
+    def extra_repr(self) -> str:
+        fields: Mapping[str, Any] = self.config.model_dump()
+        return ", ".join(f"{k}={v!r}" for k, v in fields.items())

@@ -1,0 +1,1 @@
+"""Plugins bundled with losskit, each registered through the ``losskit`` entry-point group."""
