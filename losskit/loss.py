@@ -95,6 +95,16 @@ class Loss(nn.Module, Generic[C]):
         """Return ``compute(*inputs, **kwargs).loss``."""
         return self.compute(*inputs, **kwargs).loss
 
+    def learnable_fields(self) -> dict[str, str]:
+        """Config fields whose value currently lives in a learnable ``nn.Parameter``.
+
+        Maps the config field (e.g. ``"temperature"``) to the parameter's attribute name
+        (e.g. ``"log_logit_scale"``). Setting such a field in the config would not
+        change the loss, so :class:`losskit.Curriculum` refuses to schedule it. The
+        base class has none.
+        """
+        return {}
+
     def extra_repr(self) -> str:
         fields: Mapping[str, Any] = self.config.model_dump()
         return ", ".join(f"{k}={v!r}" for k, v in fields.items())
