@@ -73,6 +73,7 @@ class Registry:
     def __init__(self, *, autoload: bool = True) -> None:
         self._autoload = autoload
         self._loaded = False
+        self._loading = False
         self._lock = threading.RLock()
         self._specs: dict[str, LossSpec] = {}  # qualified name -> spec
         self._plugins: dict[str, PluginInfo] = {}
@@ -81,13 +82,18 @@ class Registry:
 
     # ------------------------------------------------------------------ loading
     def _ensure_loaded(self) -> None:
-        if self._loaded or not self._autoload:
+        # ``_loading`` makes a plugin that queries the registry while being imported safe.
+        if self._loaded or self._loading or not self._autoload:
             return
         with self._lock:
-            if self._loaded:
+            if self._loaded or self._loading:
                 return
-            self._loaded = True
-            self._load_entry_points()
+            self._loading = True
+            try:
+                self._load_entry_points()
+                self._loaded = True
+            finally:
+                self._loading = False
 
     def _load_entry_points(self) -> None:
         blocked = disabled_plugins()
@@ -122,10 +128,10 @@ class Registry:
                 self._pm.unregister(module)
             info.status = "failed"
             info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._plugins[info.name] = info
             message = f"losskit plugin {info.describe()} failed to load and was skipped: {info.error}"
-            if env_flag("LOSSKIT_STRICT_PLUGINS"):
+            if env_flag("LOSSKIT_STRICT_PLUGINS"):  # not recorded: the next lookup raises again
                 raise PluginError(message + "\n" + traceback.format_exc()) from exc
+            self._plugins[info.name] = info
             warnings.warn(message + " (set LOSSKIT_STRICT_PLUGINS=1 for the traceback)", PluginWarning, stacklevel=4)
             return info
         for spec in staged.values():

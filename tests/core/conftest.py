@@ -58,10 +58,15 @@ class SiteDir:
             self.modules.append(module)
         importlib.invalidate_caches()
 
+    @staticmethod
+    def template(names: list[str]) -> str:
+        """Source of a valid plugin module registering ``names``."""
+        return PLUGIN_TEMPLATE.format(names=names)
+
     def add_plugin(self, dist: str, plugin: str, names: list[str], *, module: str | None = None, source: str | None = None) -> None:
         """A distribution ``dist`` with entry point ``plugin`` registering the losses ``names``."""
         module = module or f"{dist.replace('-', '_')}_mod"
-        self.add_dist(dist, "1.2.3", {plugin: module}, {module: source or PLUGIN_TEMPLATE.format(names=names)})
+        self.add_dist(dist, "1.2.3", {plugin: module}, {module: source or self.template(names)})
 
 
 @pytest.fixture

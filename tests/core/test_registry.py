@@ -221,6 +221,22 @@ def test_strict_mode_reraises_with_traceback(site, fresh, monkeypatch):
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def test_strict_mode_raises_on_every_lookup(site, fresh, monkeypatch):
+    site.add_plugin("broken-dist", "broken", [], module="broken_strict2", source=BROKEN["hook"])
+    monkeypatch.setenv("LOSSKIT_STRICT_PLUGINS", "1")
+    reg = fresh()
+    for _ in range(2):
+        with pytest.raises(PluginError, match="boom in hook"):
+            reg.get_spec("focal")
+
+
+def test_plugin_may_query_the_registry_while_loading(site, fresh):
+    source = site.template(["square"]) + "\nimport losskit\nREGISTERED_BEFORE = losskit.list_losses()\n"
+    site.add_plugin("curious-dist", "curious", ["square"], source=source)
+    reg = fresh()
+    assert reg.get_spec("square").plugin == "curious"
+
+
 def test_disable_plugins_env(site, fresh, monkeypatch):
     site.add_plugin("acme-losses", "acme", ["square"])
     monkeypatch.setenv("LOSSKIT_DISABLE_PLUGINS", "acme, focal")
