@@ -1,0 +1,45 @@
+"""Where a benchmark ran: CPU model, threads, torch version, device name, load."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from losskit.bench.results import MachineInfo
+
+__all__ = ["cpu_model", "machine_info"]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(device: torch.device) -> MachineInfo:
+    """Describe this machine and ``device`` for a results file."""
+    cpu = cpu_model()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        load = None
+    return MachineInfo(
+        cpu_model=cpu,
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        platform=platform.platform(),
+        device=str(device),
+        device_name=name,
+        cuda_version=torch.version.cuda,
+        load_average=load,
+    )

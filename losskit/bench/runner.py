@@ -1,0 +1,266 @@
+"""Run benchmark cases: the loss and its baselines on the same inputs, in one run."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from losskit.bench.cases import (
+    LOSS_IMPL,
+    DTYPES,
+    Impl,
+    batch_key,
+    build_impls,
+    check_size_keys,
+    config_json,
+    draw_inputs,
+    is_oom,
+    resolve_device,
+    resolve_size,
+)
+from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
+from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios, Status
+from losskit.bench.timing import make_step, time_callable
+from losskit.registry import get_spec
+from losskit.spec import Inputs, LossSpec
+
+__all__ = ["run_case", "run_cases"]
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
+def _failed(label: str, exc: BaseException) -> ImplResult:
+    return ImplResult(impl=label, status="oom" if is_oom(exc) else "error", error=_first_line(exc))
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _time_impl(
+    impl: Impl, inputs: Inputs, *, device: torch.device, repeat: int, warmup: int, min_run_time: float, memory: bool
+) -> ImplResult:
+    fwd = make_step(impl.fn, inputs.args, inputs.kwargs, backward=False)
+    fwd_bwd = make_step(impl.fn, inputs.args, inputs.kwargs, backward=True, wrt=impl.wrt(inputs))
+    try:
+        t_fwd = time_callable(fwd, repeat=repeat, warmup=warmup, min_run_time=min_run_time, device=device)
+        t_fb = time_callable(fwd_bwd, repeat=repeat, warmup=warmup, min_run_time=min_run_time, device=device)
+        mem = None
+        if memory and device.type == "cuda":
+            mem = MemoryResult(status="ok", peak_bytes=cuda_peak_bytes(fwd_bwd, device), method=CUDA_METHOD)
+    except Exception as exc:  # OOM or a broken implementation: reported in its row, the run goes on
+        _free(device)
+        return _failed(impl.label, exc)
+    return ImplResult(impl=impl.label, status="ok", forward=t_fwd, forward_backward=t_fb, memory=mem)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _ratios(case: list[ImplResult]) -> dict[str, Ratios]:
+    main, out = case[0], {}
+    for other in case[1:]:
+        if main.status != "ok" or other.status != "ok":
+            continue
+        assert main.forward and main.forward_backward and other.forward and other.forward_backward  # status ok
+        mem_a = main.memory.peak_bytes if main.memory else None
+        mem_b = other.memory.peak_bytes if other.memory else None
+        out[other.impl] = Ratios(
+            forward=_ratio(main.forward.median_s, other.forward.median_s),
+            forward_backward=_ratio(main.forward_backward.median_s, other.forward_backward.median_s),
+            memory=_ratio(mem_a, mem_b),
+        )
+    return out
+
+
+def _check_args(dtype: str, repeat: int) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if repeat < 1:
+        raise ValueError(f"repeat: expected >= 1, got {repeat}")
+
+
+def run_case(
+    name: str,
+    *,
+    size: str | Mapping[str, int] = "small",
+    config: Mapping[str, Any] | None = None,
+    dtype: str = "fp32",
+    device: str | torch.device = "cpu",
+    repeat: int = 5,
+    warmup: int = 2,
+    min_run_time: float = 0.05,
+    memory: bool = True,
+    baselines: bool = True,
+    seed: int = 0,
+    memory_timeout: float | None = 1800.0,
+    on_step: Callable[[str], None] | None = None,
+) -> CaseResult:
+    """Benchmark one registered loss and its baselines on the same inputs.
+
+    For the loss and each baseline of its spec: forward time and forward+backward
+    time (median and IQR of ``repeat`` measurements after ``warmup`` calls, see
+    :func:`~losskit.bench.time_callable`), peak extra memory of one forward+backward
+    (CUDA: ``max_memory_allocated``; CPU: RSS peak in an isolated process, see
+    :mod:`losskit.bench.memory`), throughput in samples/s (the size's ``B`` or ``N``
+    key over the forward+backward median) and the ratios losskit / baseline.
+
+    Forward is timed with autograd recording (as in training). Backward
+    differentiates the inputs that ``requires_grad`` plus the loss's own parameters.
+
+    Args:
+        name: loss name, short or ``plugin:loss``.
+        size: a preset (``"small"``), ``"B=512,D=128"`` (overrides on ``small``),
+            ``"medium,B=512"``, or a full mapping ``{"B": 512, "D": 128}``.
+        config: loss config fields (without ``name``); defaults when None.
+        dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` inputs.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        repeat: measurements per timing.
+        warmup: untimed calls before timing.
+        min_run_time: seconds per measurement (sets the calls per measurement).
+        memory: measure peak memory (CPU: costs one child process per case).
+        baselines: also time the spec's baselines.
+        seed: seed of the input generator.
+        memory_timeout: seconds before the CPU memory process is abandoned.
+        on_step: called with a short description after each implementation is timed (progress).
+
+    Returns:
+        :class:`~losskit.bench.results.CaseResult`; an implementation that ran out of
+        memory has status ``"oom"``, one that raised has ``"error"`` (never raised here).
+
+    Raises:
+        UnknownLossError: no such loss.
+        ValueError: bad size, dtype, repeat or device (e.g. CUDA not available).
+        ConfigError: ``config`` does not validate.
+    """
+    _check_args(dtype, repeat)
+    spec = get_spec(name)
+    dev = resolve_device(device)
+    size_label, dims = resolve_size(spec, size)
+    cfg = config_json(config, spec)
+    impls = build_impls(spec, config, dev, baselines=baselines)
+    notify = on_step or (lambda _msg: None)
+    try:
+        inputs = draw_inputs(spec, dims, dtype=dtype, device=dev, seed=seed)
+    except Exception as exc:  # the inputs do not fit: every implementation is OOM (or broken)
+        _free(dev)
+        rows = [_failed(i.label, exc) for i in impls]
+        for i in impls:
+            notify(f"{spec.name} {i.label}")
+    else:
+        rows = []
+        for impl in impls:
+            rows.append(
+                _time_impl(
+                    impl, inputs, device=dev, repeat=repeat, warmup=warmup, min_run_time=min_run_time, memory=memory
+                )
+            )
+            notify(f"{spec.name} {impl.label}")
+        del inputs
+        _free(dev)
+    if memory and dev.type == "cpu":
+        rows = _with_cpu_memory(spec, rows, cfg, dims, dtype, seed, memory_timeout)
+    key = batch_key(dims)
+    rows = [_with_throughput(r, dims[key] if key else None) for r in rows]
+    return CaseResult(
+        loss=name,
+        qualified_name=spec.qualified_name,
+        config=cfg,
+        size_label=size_label,
+        size=dims,
+        batch_key=key,
+        dtype=dtype,  # type: ignore[arg-type]
+        device=str(dev),
+        status=rows[0].status,
+        impls=rows,
+        ratios=_ratios(rows),
+    )
+
+
+def _with_cpu_memory(
+    spec: LossSpec,
+    rows: list[ImplResult],
+    cfg: dict[str, Any],
+    dims: dict[str, int],
+    dtype: str,
+    seed: int,
+    timeout: float | None,
+) -> list[ImplResult]:
+    """Add the isolated-process memory to rows that ran; an OOM there marks the row OOM."""
+    labels = [r.impl for r in rows if r.status == "ok"]
+    if not labels:
+        return rows
+    request = {
+        "loss": spec.qualified_name,
+        "module": spec.loss_class.__module__,
+        "config": {k: v for k, v in cfg.items()},
+        "size": dims,
+        "dtype": dtype,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+    }
+    mem = measure_cpu_memory(request, labels, timeout=timeout)
+    out = []
+    for r in rows:
+        m = mem.get(r.impl)
+        if m is None:
+            out.append(r)
+        elif m.status == "oom":
+            out.append(r.model_copy(update={"memory": m, "status": "oom", "error": m.error}))
+        else:
+            out.append(r.model_copy(update={"memory": m}))
+    return out
+
+
+def _with_throughput(row: ImplResult, batch: int | None) -> ImplResult:
+    if batch is None or row.forward_backward is None or row.forward_backward.median_s <= 0:
+        return row
+    return row.model_copy(update={"throughput": batch / row.forward_backward.median_s})
+
+
+def run_cases(
+    names: Sequence[str] | None = None,
+    *,
+    sizes: Iterable[str | Mapping[str, int]] = ("small",),
+    progress: bool = False,
+    **kwargs: Any,
+) -> list[CaseResult]:
+    """:func:`run_case` for every loss in ``names`` (default: all registered) at every size.
+
+    Losses without an ``example_inputs`` factory are skipped when ``names`` is None
+    (and an error when named). With ``progress`` a tqdm bar goes to stderr.
+    ``kwargs`` go to :func:`run_case`.
+    """
+    from tqdm.auto import tqdm
+
+    from losskit.registry import list_losses
+
+    if names:
+        selected = list(names)
+    else:
+        selected = [n for n in list_losses() if get_spec(n).example_inputs is not None]
+    sizes = list(sizes)
+    specs = [get_spec(n) for n in selected]
+    for s in sizes:
+        if isinstance(s, str):
+            check_size_keys(specs, s)
+    steps = sum((1 + len(sp.baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
+    results = []
+    with tqdm(total=steps, disable=not progress, unit="impl", desc="losskit bench", leave=False) as bar:
+
+        def on_step(msg: str) -> None:
+            bar.set_postfix_str(msg, refresh=False)
+            bar.update(1)
+
+        for n in selected:
+            for s in sizes:
+                results.append(run_case(n, size=s, on_step=on_step, **kwargs))
+    return results
