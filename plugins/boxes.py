@@ -1,8 +1,234 @@
-"""Bundled losskit plugin `boxes` (losses land with their issue)."""
+"""Bundled losskit plugin ``boxes``: the box regression loss ``bbox``.
+
+``bbox`` is the usual detection / visual-grounding box loss: a coordinate term (L1 or
+smooth L1) plus an IoU-family term (IoU, GIoU, DIoU or CIoU), each weighted, with
+DETR's normalisation by the number of boxes. ``preset: detr`` gives DETR's recipe
+(Carion et al. 2020, "End-to-End Object Detection with Transformers"): L1 weight 5 on
+normalised cxcywh boxes plus GIoU weight 2, summed over boxes and divided by
+``num_boxes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor
 
 import losskit
+from losskit.loss import reduce
+from losskit_plugins.boxes_inputs import (
+    BoxFormat,
+    Degenerate,
+    check_boxes,
+    check_num_boxes,
+    check_weights,
+    clamp_degenerate,
+    to_float32_saturating,
+    to_xyxy,
+    validate_values,
+)
+from losskit_plugins.boxes_iou import box_iou_loss
+
+__all__ = ["BoxLoss", "BoxLossConfig", "DETR_PRESET", "register_losses"]
+
+#: Field values of ``preset: detr``; fields given explicitly win over the preset.
+DETR_PRESET: Mapping[str, Any] = {
+    "box_format": "cxcywh",
+    "l1_weight": 5.0,
+    "smooth_l1_beta": 0.0,
+    "iou_loss": "giou",
+    "iou_weight": 2.0,
+}
+
+
+class BoxLossConfig(losskit.LossConfig):
+    """Configuration of :class:`BoxLoss` (``bbox``)."""
+
+    preset: Literal["detr"] | None = Field(
+        None,
+        description="Fill unset fields from a recipe: 'detr' = cxcywh, l1_weight 5, smooth_l1_beta 0, "
+        "iou_loss giou, iou_weight 2. Fields given explicitly override the preset.",
+    )
+    box_format: BoxFormat = Field(
+        "xyxy",
+        description="Layout of pred and target: 'xyxy' (corners), 'xywh' (corner + size) or 'cxcywh' "
+        "(centre + size). The L1 term is taken in this format; IoU terms after conversion to xyxy.",
+    )
+    l1_weight: float = Field(1.0, ge=0.0, le=1e4, description="Weight of the coordinate (L1 / smooth L1) term; 0 disables it.")
+    smooth_l1_beta: float = Field(
+        0.0, ge=0.0, le=1e4, description="Smooth-L1 transition point (as torch.nn.functional.smooth_l1_loss); 0 = plain L1."
+    )
+    iou_loss: Literal["none", "iou", "giou", "diou", "ciou"] = Field(
+        "giou", description="IoU-family term: 1-IoU, GIoU, DIoU or CIoU (torchvision.ops formulas), or 'none'."
+    )
+    iou_weight: float = Field(1.0, ge=0.0, le=1e4, description="Weight of the IoU-family term; 0 disables it.")
+    eps: float = Field(
+        1e-7, gt=0.0, le=1e-2, description="Added to every IoU-family denominator (torchvision's eps, default 1e-7)."
+    )
+    degenerate: Degenerate = Field(
+        "raise",
+        description="Boxes with x2 < x1 or y2 < y1 after conversion to xyxy: 'raise' a ValueError naming the "
+        "first index, or 'clamp' each inverted side to zero length at its centre.",
+    )
+    check_finite: bool = Field(
+        True,
+        description="Raise on NaN/inf coordinates or weights (one device sync per call; 'raise' needs one anyway).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("preset") == "detr":
+            return {**DETR_PRESET, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _some_term(self) -> BoxLossConfig:
+        if self.l1_weight == 0 and (self.iou_loss == "none" or self.iou_weight == 0):
+            raise ValueError("every term is off: set l1_weight > 0, or iou_loss with iou_weight > 0")
+        return self
+
+
+class BoxLoss(losskit.Loss[BoxLossConfig]):
+    """Box regression loss: weighted L1 / smooth-L1 plus an IoU-family term (IoU, GIoU, DIoU, CIoU).
+
+    Call: ``loss(pred [N, 4], target [N, 4], *, weights=None, num_boxes=None)``.
+
+    - ``pred``, ``target``: boxes in ``config.box_format``; any float dtype (fp16/bf16
+      are computed in fp32; the result is fp32). Gradients reach both if they require them.
+    - ``weights``: optional per-box weights ``[N]`` multiplying each box's loss.
+    - ``num_boxes``: optional normaliser for ``reduction="mean"`` (e.g. DETR's number of
+      target boxes summed over ranks), a number or a one-element tensor, clamped to >= 1.
+      Without it, ``"mean"`` divides by N.
+
+    Per box: ``l1_weight * sum_coords(|pred - target|) + iou_weight * iou_term``
+    (smooth L1 with ``smooth_l1_beta > 0``), times ``weights``. ``"mean"`` is the sum
+    over boxes divided by ``num_boxes`` (or N), as DETR's ``SetCriterion``; ``"sum"``
+    the sum; ``"none"`` the ``[N]`` per-box values.
+
+    ``compute(...)`` also returns ``parts``: ``"l1"`` and the IoU term under its name
+    (``"giou"``, ...), each unweighted by its term weight but reduced like the loss, so
+    ``loss == l1_weight * parts["l1"] + iou_weight * parts["giou"]``; a term whose
+    weight is 0 is not computed. ``metrics["mean_iou"]``: mean plain IoU over boxes.
+
+    Identical boxes give 0 for every IoU variant, zero-area boxes included; on valid
+    boxes the IoU-family values and gradients match ``torchvision.ops``.
+    """
+
+    config_class = BoxLossConfig
+
+    def compute(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        *,
+        weights: Tensor | None = None,
+        num_boxes: Tensor | float | None = None,
+    ) -> losskit.LossOutput:
+        """Loss, parts and metrics of ``pred [N, 4]`` against ``target [N, 4]``; see the class docstring."""
+        cfg = self.config
+        pred, target = check_boxes(pred, target)
+        n = pred.shape[0]
+        if weights is not None:
+            weights = check_weights(weights, n, pred.device)
+        normalizer = None
+        if num_boxes is not None:
+            if cfg.reduction != "mean":
+                raise ValueError(f"num_boxes: only used by reduction='mean', got reduction={cfg.reduction!r}")
+            normalizer = check_num_boxes(num_boxes, pred.device)
+
+        dtype = torch.promote_types(to_float32_saturating(pred[:0]).dtype, to_float32_saturating(target[:0]).dtype)
+        pred = to_float32_saturating(pred).to(dtype)
+        target = to_float32_saturating(target).to(dtype)
+        if weights is not None:
+            weights = to_float32_saturating(weights).to(dtype)
+
+        use_l1 = cfg.l1_weight > 0
+        use_iou = cfg.iou_loss != "none" and cfg.iou_weight > 0
+        pred_xyxy, target_xyxy = to_xyxy(pred, cfg.box_format), to_xyxy(target, cfg.box_format)
+        finite = {"pred": pred, "target": target} | ({"weights": weights} if weights is not None else {})
+        ordered = None
+        if cfg.degenerate == "raise":
+            ordered = {"pred": (pred_xyxy, cfg.box_format), "target": (target_xyxy, cfg.box_format)}
+        validate_values(finite, finite=cfg.check_finite, ordered=ordered)
+        if cfg.degenerate == "clamp":
+            pred_xyxy, target_xyxy = clamp_degenerate(pred_xyxy), clamp_degenerate(target_xyxy)
+
+        def finish(values: Tensor) -> Tensor:
+            if weights is not None:
+                values = values * weights
+            return reduce(values, cfg.reduction, normalizer=normalizer)
+
+        parts: dict[str, Tensor] = {}
+        terms: list[Tensor] = []  # weighted per-box terms [N]
+        if use_l1:
+            if cfg.smooth_l1_beta > 0:
+                l1 = F.smooth_l1_loss(pred, target, beta=cfg.smooth_l1_beta, reduction="none").sum(1)
+            else:
+                l1 = (pred - target).abs().sum(1)
+            parts["l1"] = finish(l1)
+            terms.append(cfg.l1_weight * l1)
+        if use_iou:
+            term, iou = box_iou_loss(pred_xyxy, target_xyxy, cfg.iou_loss, cfg.eps)  # type: ignore[arg-type]
+            parts[cfg.iou_loss] = finish(term)
+            terms.append(cfg.iou_weight * term)
+        else:
+            with torch.no_grad():
+                _, iou = box_iou_loss(pred_xyxy.detach(), target_xyxy.detach(), "iou", cfg.eps)
+        total = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # the config guarantees one or two
+        mean_iou = iou.sum() / max(n, 1)
+        return losskit.LossOutput(loss=finish(total), parts=parts, metrics={"mean_iou": mean_iou})
+
+
+def example_inputs(
+    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
+) -> losskit.Inputs:
+    """``pred [N, 4]`` (differentiated) and ``target [N, 4]``: overlapping, valid boxes.
+
+    Corners lie in [0, 1] with sides in [0.05, 0.55] (well away from zero, so
+    fp16 rounding keeps them valid and gradcheck steps stay smooth). All four numbers
+    are positive, so the same tensors are valid boxes in every ``box_format``.
+    """
+    n = size["N"]
+
+    def draw() -> Tensor:
+        xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 0.45
+        wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 0.5 + 0.05
+        return torch.cat((xy, xy + wh), 1)  # [N, 4] xyxy
+
+    pred = draw().to(dtype=dtype, device=device).requires_grad_(True)
+    target = draw().to(dtype=dtype, device=device)
+    return losskit.Inputs((pred, target), {})
+
+
+def _torchvision_giou(pred: Tensor, target: Tensor) -> Tensor:
+    """torchvision's GIoU loss, mean over boxes: matches ``bbox`` with ``l1_weight: 0`` (xyxy)."""
+    from torchvision.ops import generalized_box_iou_loss
+
+    return generalized_box_iou_loss(pred, target, reduction="mean")
+
+
+def _torchvision_giou_l1(pred: Tensor, target: Tensor) -> Tensor:
+    """torchvision's GIoU loss + L1 summed over coordinates, mean over boxes: matches the default config."""
+    from torchvision.ops import generalized_box_iou_loss
+
+    n = max(pred.shape[0], 1)
+    return (generalized_box_iou_loss(pred, target, reduction="sum") + F.l1_loss(pred, target, reduction="sum")) / n
 
 
 @losskit.hookimpl
-def register_losses(register):
-    """Register this plugin's losses."""
+def register_losses(register: Any) -> None:
+    """Register ``bbox``."""
+    register(
+        "bbox",
+        BoxLoss,
+        config=BoxLossConfig,
+        example_inputs=example_inputs,
+        sizes={"tiny": {"N": 5}, "small": {"N": 10_000}, "medium": {"N": 100_000}, "large": {"N": 1_000_000}},
+        baselines={"torchvision_giou_l1": _torchvision_giou_l1, "torchvision_giou": _torchvision_giou},
+    )
+

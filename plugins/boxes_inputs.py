@@ -1,0 +1,172 @@
+"""Input handling of the ``bbox`` loss: argument checks, dtype, box formats, degenerate boxes.
+
+Every check raises ``TypeError``/``ValueError`` naming the argument, the expected
+shape or dtype and, for bad coordinates, the first offending box index. The value
+checks (finite coordinates, box order) are batched into one device synchronisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_convert
+
+from losskit.checks import check_float, check_same_device, check_size
+
+__all__ = [
+    "BoxFormat",
+    "Degenerate",
+    "check_boxes",
+    "check_num_boxes",
+    "check_weights",
+    "clamp_degenerate",
+    "to_float32_saturating",
+    "to_xyxy",
+    "validate_values",
+]
+
+BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+Degenerate = Literal["raise", "clamp"]
+
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+class _SaturatingUpcast(torch.autograd.Function):
+    """fp16/bf16 -> fp32; the backward casts the gradient back saturating at the dtype's largest finite value."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:
+        ctx.dtype = t.dtype
+        return t.float()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        big = torch.finfo(ctx.dtype).max
+        return grad.clamp(-big, big).to(ctx.dtype)
+
+
+def to_float32_saturating(t: Tensor) -> Tensor:
+    """Upcast fp16/bf16 to fp32 (other dtypes pass through).
+
+    Unlike ``Tensor.float()``, a gradient too large for the input's dtype (e.g. above
+    65504 for fp16) comes back as that dtype's largest finite value, not ``inf``.
+    """
+    return _SaturatingUpcast.apply(t) if t.dtype in _REDUCED else t
+
+
+def check_boxes(pred: object, target: object) -> tuple[Tensor, Tensor]:
+    """Check ``pred [N, 4]`` and ``target [N, 4]``: float tensors, same shape and device."""
+    pred = check_float(pred, "pred", 2, layout="[N, 4]")
+    target = check_float(target, "target", 2, layout="[N, 4]")
+    check_size(pred, "pred", 1, 4, "the 4 box coordinates")
+    check_size(target, "target", 1, 4, "the 4 box coordinates")
+    check_size(target, "target", 0, pred.shape[0], "the number of boxes in pred")
+    check_same_device(pred=pred, target=target)
+    return pred, target
+
+
+def check_weights(weights: object, n: int, device: torch.device) -> Tensor:
+    """Check per-box ``weights [N]`` (float, on the boxes' device)."""
+    weights = check_float(weights, "weights", 1, layout="[N]")
+    check_size(weights, "weights", 0, n, "the number of boxes in pred")
+    if weights.device != device:
+        raise ValueError(f"weights: expected a tensor on {device} (the boxes' device), got {weights.device}")
+    return weights
+
+
+def check_num_boxes(num_boxes: object, device: torch.device) -> Tensor | float:
+    """Check the ``num_boxes`` normaliser; return it clamped to at least 1.
+
+    A Python number must be finite and non-negative. A tensor must hold one
+    number and is clamped on its device (no synchronisation).
+    """
+    if isinstance(num_boxes, bool):
+        raise TypeError("num_boxes: expected a number or a one-element tensor, got bool")
+    if isinstance(num_boxes, Tensor):
+        if num_boxes.numel() != 1 or num_boxes.dtype == torch.bool or num_boxes.is_complex():
+            raise ValueError(
+                f"num_boxes: expected a one-element real tensor, got shape {tuple(num_boxes.shape)} dtype {num_boxes.dtype}"
+            )
+        if num_boxes.device != device:
+            raise ValueError(f"num_boxes: expected a tensor on {device} (the boxes' device), got {num_boxes.device}")
+        return num_boxes.reshape(()).to(torch.float32).clamp(min=1.0)
+    if not isinstance(num_boxes, (int, float)):
+        raise TypeError(f"num_boxes: expected a number or a one-element tensor, got {type(num_boxes).__name__}")
+    if not (num_boxes >= 0 and num_boxes != float("inf")):
+        raise ValueError(f"num_boxes: expected a finite number >= 0, got {num_boxes}")
+    return max(float(num_boxes), 1.0)
+
+
+def to_xyxy(boxes: Tensor, box_format: BoxFormat) -> Tensor:
+    """Convert ``[N, 4]`` boxes to xyxy with ``torchvision.ops.box_convert``."""
+    return boxes if box_format == "xyxy" else box_convert(boxes, in_fmt=box_format, out_fmt="xyxy")
+
+
+def _first_bad(mask: Tensor) -> tuple[int, int]:
+    """(first index, count) of the True rows of ``mask [N]``."""
+    rows = mask.nonzero().flatten()
+    return int(rows[0]), int(rows.numel())
+
+
+def _unordered(boxes: Tensor) -> Tensor:
+    """``[N]``: rows whose xyxy box has ``x2 < x1`` or ``y2 < y1``."""
+    return (boxes[:, 2:] < boxes[:, :2]).any(1)
+
+
+def validate_values(
+    named: dict[str, Tensor],
+    *,
+    finite: bool,
+    ordered: dict[str, tuple[Tensor, BoxFormat]] | None = None,
+) -> None:
+    """Check values with one device synchronisation; on failure, find and name the culprit.
+
+    Args:
+        named: tensors whose entries must be finite (checked when ``finite``).
+        finite: check finiteness (a float64 sum per tensor: NaN/inf make it non-finite).
+        ordered: ``{name: (xyxy_boxes, original_format)}`` whose boxes must have
+            ``x1 <= x2`` and ``y1 <= y2`` (the ``degenerate="raise"`` policy).
+    """
+    ordered = ordered or {}
+    flags: list[Tensor] = []
+    if finite:
+        flags += [~torch.isfinite(t.sum(dtype=torch.float64)) for t in named.values()]
+    flags += [_unordered(boxes).any() for boxes, _ in ordered.values()]
+    if not flags or not bool(torch.stack(flags).any()):
+        return
+    if finite:
+        for name, t in named.items():
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                rows = bad.reshape(t.shape[0], -1).any(1) if t.dim() > 1 else bad
+                index, count = _first_bad(rows)
+                raise ValueError(
+                    f"{name}: expected finite values, got NaN or inf at index {index} ({count} row(s) in all)"
+                )
+    for name, (boxes, fmt) in ordered.items():
+        bad = _unordered(boxes)
+        if bad.any():
+            index, count = _first_bad(bad)
+            corners = [round(float(v), 6) for v in boxes[index]]
+            via = "" if fmt == "xyxy" else f" (converted from {fmt})"
+            raise ValueError(
+                f"{name}: degenerate box at index {index} ({count} in all): xyxy{via} {corners} has x2 < x1 "
+                "or y2 < y1; fix the boxes or set degenerate='clamp' to collapse such boxes to their centre"
+            )
+
+
+def clamp_degenerate(boxes: Tensor) -> Tensor:
+    """Collapse each inverted side of xyxy ``boxes [N, 4]`` to its centre (the ``degenerate="clamp"`` policy).
+
+    Where ``x2 < x1`` both become ``(x1 + x2) / 2`` (likewise for y), so the box has
+    zero width but keeps its centre, and the gradient reaches the centre only.
+    Well-ordered sides pass through unchanged, values and gradients.
+    """
+    n = boxes.shape[0]
+    b2 = boxes.reshape(n, 2, 2)
+    lo, hi = b2[:, 0], b2[:, 1]  # [N, 2] min and max corner
+    inverted = hi < lo
+    centre = lo * 0.5 + hi * 0.5  # no overflow for huge coordinates
+    return torch.stack((torch.where(inverted, centre, lo), torch.where(inverted, centre, hi)), 1).reshape(n, 4)
