@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from losskit.errors import ConfigError
 
-__all__ = ["LossConfig", "Reduction", "validate_config"]
+__all__ = ["LossConfig", "Reduction", "config_error", "join_path", "validate_config"]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -43,7 +43,36 @@ class LossConfig(BaseModel):
         try:
             super().__setattr__(name, value)
         except pydantic.ValidationError as exc:
-            raise ConfigError.from_pydantic(exc) from None
+            raise config_error(exc) from None
+
+
+def join_path(*parts: str) -> str:
+    """Dotted path of the non-empty ``parts``: ``join_path("terms", "", "box") == "terms.box"``."""
+    return ".".join(p for p in parts if p)
+
+
+def config_error(exc: pydantic.ValidationError, *, prefix: str = "") -> ConfigError:
+    """Turn a ``pydantic.ValidationError`` into a :class:`ConfigError` with full dotted paths.
+
+    A config that holds other configs (e.g. a mixture's ``terms``) validates them in a
+    validator that raises a :class:`ConfigError` with paths relative to the field;
+    pydantic wraps it into one ``value_error``. Such errors are expanded back into one
+    line per nested field, under the field's own path: a ``ConfigError([("box.iou_weight",
+    msg)])`` raised while validating ``terms`` becomes ``terms.box.iou_weight: msg``.
+
+    Args:
+        exc: the pydantic error.
+        prefix: dotted path of the validated config inside a larger one.
+    """
+    errors: list[tuple[str, str]] = []
+    for err in exc.errors():
+        path = join_path(prefix, ".".join(str(part) for part in err["loc"]))
+        nested = (err.get("ctx") or {}).get("error")
+        if isinstance(nested, ConfigError):
+            errors.extend((join_path(path, sub), msg) for sub, msg in nested.errors)
+        else:
+            errors.append((path, err["msg"]))
+    return ConfigError(errors)
 
 
 def validate_config(config_class: type[LossConfig], data: dict[str, Any], *, prefix: str = "") -> LossConfig:
@@ -58,4 +87,4 @@ def validate_config(config_class: type[LossConfig], data: dict[str, Any], *, pre
     try:
         return config_class.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError.from_pydantic(exc, prefix=prefix) from None
+        raise config_error(exc, prefix=prefix) from None

@@ -1,0 +1,132 @@
+"""Schedules: values at their boundaries against hand computation, warm-up, validation, ranges."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from losskit.errors import ConfigError
+from losskit.schedules import parse_schedule
+
+
+def at(spec: dict, *steps: int) -> list[float]:
+    schedule = parse_schedule(spec)
+    return [schedule.at(s) for s in steps]
+
+
+def test_constant():
+    assert at({"kind": "constant", "value": 0.3}, 0, 1, 10**9) == [0.3, 0.3, 0.3]
+
+
+def test_linear_matches_design_formula():
+    # start + (end - start) * min(step / steps, 1)
+    assert at({"kind": "linear", "start": 1.0, "end": 3.0, "steps": 4}, 0, 1, 2, 4, 5, 1000) == [1.0, 1.5, 2.0, 3.0, 3.0, 3.0]
+
+
+def test_cosine_endpoints_and_midpoint():
+    values = at({"kind": "cosine", "start": 0.1, "end": 0.02, "steps": 10}, 0, 5, 10, 11, 2)
+    assert values[0] == pytest.approx(0.1)
+    assert values[1] == pytest.approx(0.06)  # half way: the mean of start and end
+    assert values[2] == pytest.approx(0.02)
+    assert values[3] == pytest.approx(0.02)
+    assert values[4] == pytest.approx(0.02 + 0.08 * (1 + math.cos(math.pi * 0.2)) / 2)
+
+
+def test_exponential_is_geometric():
+    values = at({"kind": "exponential", "start": 1.0, "end": 0.01, "steps": 10}, 0, 5, 10, 20)
+    assert values == pytest.approx([1.0, 0.1, 0.01, 0.01])
+
+
+def test_step_milestones():
+    spec = {"kind": "step", "milestones": [3, 7], "values": [1.0, 0.5, 0.1]}
+    assert at(spec, 0, 2, 3, 6, 7, 100) == [1.0, 1.0, 0.5, 0.5, 0.1, 0.1]
+
+
+def test_piecewise_interpolates_and_holds_ends():
+    spec = {"kind": "piecewise", "points": [[2, 1.0], [6, 3.0], [8, 0.0]]}
+    assert at(spec, 0, 2, 4, 6, 7, 8, 50) == [1.0, 1.0, 2.0, 3.0, 1.5, 0.0, 0.0]
+
+
+def test_warmup_ramps_to_first_value_then_shifts_the_schedule():
+    spec = {"kind": "linear", "start": 1.0, "end": 0.0, "steps": 10, "warmup_steps": 4, "warmup_start": 0.2}
+    assert at(spec, 0, 2, 4, 9, 14, 20) == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0, 0.0])
+    stepped = {"kind": "step", "milestones": [2], "values": [5.0, 7.0], "warmup_steps": 2}
+    assert at(stepped, 0, 1, 2, 3, 4) == [0.0, 2.5, 5.0, 5.0, 7.0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({"kind": "linear", "start": 0.0, "end": 1.0, "steps": 0}, "steps"),
+        ({"kind": "linear", "start": 0.0, "end": 1.0}, "steps"),
+        ({"kind": "cosine", "start": float("nan"), "end": 1.0, "steps": 3}, "start"),
+        ({"kind": "step", "milestones": [5, 5], "values": [1.0, 2.0, 3.0]}, "milestones"),
+        ({"kind": "step", "milestones": [5], "values": [1.0]}, ""),
+        ({"kind": "piecewise", "points": [[3, 1.0], [1, 2.0]]}, "points"),
+        ({"kind": "exponential", "start": 1.0, "end": 0.0, "steps": 3}, ""),
+        ({"kind": "constant", "value": 1.0, "warmup_steps": -1}, "warmup_steps"),
+        ({"kind": "constant", "value": 1.0, "typo": 1}, "typo"),
+        ({"kind": "sawtooth"}, ""),
+    ],
+)
+def test_invalid_schedules_name_the_field(spec, path):
+    with pytest.raises(ConfigError) as info:
+        parse_schedule(spec, prefix="weights.box")
+    assert info.value.errors[0][0] == ".".join(p for p in ("weights.box", path) if p)
+
+
+def test_negative_or_fractional_step_is_rejected():
+    schedule = parse_schedule({"kind": "constant", "value": 1.0})
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="step"):
+            schedule.at(bad)
+
+
+def test_json_round_trip():
+    spec = {"kind": "piecewise", "points": [[0, 1.0], [10, 2.0]], "warmup_steps": 3, "warmup_start": 0.5}
+    schedule = parse_schedule(spec)
+    again = parse_schedule(schedule.model_dump(mode="json"))
+    assert again == schedule
+    assert [again.at(s) for s in range(15)] == [schedule.at(s) for s in range(15)]
+
+
+finite = st.floats(-1e3, 1e3, allow_nan=False)
+positive = st.floats(1e-3, 1e3)
+
+
+@st.composite
+def schedules(draw):
+    kind = draw(st.sampled_from(["constant", "linear", "cosine", "exponential", "step", "piecewise"]))
+    spec: dict = {"kind": kind, "warmup_steps": draw(st.integers(0, 20)), "warmup_start": draw(finite)}
+    if kind == "constant":
+        spec["value"] = draw(finite)
+    elif kind in ("linear", "cosine"):
+        spec.update(start=draw(finite), end=draw(finite), steps=draw(st.integers(1, 50)))
+    elif kind == "exponential":
+        sign = draw(st.sampled_from([-1.0, 1.0]))
+        spec.update(start=sign * draw(positive), end=sign * draw(positive), steps=draw(st.integers(1, 50)))
+    elif kind == "step":
+        milestones = sorted(draw(st.sets(st.integers(1, 60), min_size=1, max_size=4)))
+        spec.update(milestones=milestones, values=[draw(finite) for _ in range(len(milestones) + 1)])
+    else:
+        steps = sorted(draw(st.sets(st.integers(0, 60), min_size=1, max_size=5)))
+        spec["points"] = [[s, draw(finite)] for s in steps]
+    return parse_schedule(spec)
+
+
+@given(schedules(), st.integers(0, 200))
+def test_values_stay_within_the_reported_extremes(schedule, step):
+    """What Curriculum checks against a field's bounds really brackets every value."""
+    lo, hi = min(schedule.extremes()), max(schedule.extremes())
+    value = schedule.at(step)
+    assert lo - 1e-9 * max(1.0, abs(lo)) <= value <= hi + 1e-9 * max(1.0, abs(hi))
+
+
+@given(schedules())
+def test_warmup_is_continuous_at_its_end(schedule):
+    w = schedule.warmup_steps
+    if w:
+        assert schedule.at(w - 1) == pytest.approx(schedule.at(w) + (schedule.warmup_start - schedule.at(w)) / w)
