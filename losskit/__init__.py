@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from losskit import errors
 from losskit.config import LossConfig
+from losskit.curriculum import Curriculum
 from losskit.hooks import hookimpl, hookspec
 from losskit.loss import Loss, LossOutput
 from losskit.registry import (
@@ -30,6 +31,7 @@ from losskit.spec import Inputs, LossSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "Curriculum",
     "Inputs",
     "Loss",
     "LossConfig",
