@@ -1,8 +1,93 @@
-"""Bundled losskit plugin `tokens` (losses land with their issue)."""
+"""Bundled losskit plugin ``tokens``: next-token cross-entropy for (multimodal) LLM training.
+
+Registers ``token_ce`` (over logits) and ``linear_token_ce`` (fused LM head + cross-entropy
+that never materialises the logits), with example inputs, bench sizes (``large`` is
+Qwen2's vocabulary, V = 151936) and the baselines ``losskit bench`` times them against.
+Also exports the label-masking helpers for vision tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 import losskit
+
+from losskit_plugins.tokens_ce import TokenCELoss
+from losskit_plugins.tokens_config import LinearTokenCEConfig, TokenCEConfig
+from losskit_plugins.tokens_mask import (
+    QWEN2_VL_VISION_TOKEN_IDS,
+    mask_tokens,
+    vision_span_mask,
+    vision_span_violations,
+)
+
+__all__ = [
+    "LinearTokenCEConfig",
+    "QWEN2_VL_VISION_TOKEN_IDS",
+    "TokenCEConfig",
+    "TokenCELoss",
+    "mask_tokens",
+    "register_losses",
+    "vision_span_mask",
+    "vision_span_violations",
+]
+
+IGNORE_INDEX = -100
+
+
+def _labels(b: int, t: int, v: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """``[B, T]`` labels in ``[0, V)`` with about a third masked by -100 (a prompt-like prefix and holes)."""
+    labels = torch.randint(0, v, (b, t), generator=generator)
+    labels[:, : max(1, t // 4)] = IGNORE_INDEX
+    holes = torch.rand(b, t, generator=generator) < 0.1
+    return labels.masked_fill(holes, IGNORE_INDEX).to(device)
+
+
+def token_ce_inputs(
+    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
+) -> losskit.Inputs:
+    """``logits [B, T, V]`` (differentiated) and ``labels [B, T]`` with -100 holes."""
+    b, t, v = size["B"], size["T"], size["V"]
+    logits = (2 * torch.randn(b, t, v, generator=generator, dtype=dtype)).to(device).requires_grad_(True)
+    return losskit.Inputs((logits, _labels(b, t, v, generator, device)), {})
+
+
+def _causal_targets(labels: Tensor) -> Tensor:
+    return F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].reshape(-1)
+
+
+def transformers_style_ce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Hugging Face ``ForCausalLMLoss``: upcast to float, shift the labels, mean cross-entropy."""
+    logits = logits.float()
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), _causal_targets(labels), ignore_index=IGNORE_INDEX)
+
+
+def plain_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """``F.cross_entropy`` on the same logits and (unshifted) labels: the floor to beat."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+#: ``large`` is one 2048-token sequence over Qwen2's vocabulary (1.2 GB of fp32 logits).
+TOKEN_CE_SIZES = {
+    "tiny": {"B": 2, "T": 4, "V": 5},
+    "small": {"B": 4, "T": 128, "V": 4096},
+    "medium": {"B": 2, "T": 512, "V": 32000},
+    "large": {"B": 1, "T": 2048, "V": 151936},
+}
 
 
 @losskit.hookimpl
 def register_losses(register):
-    """Register this plugin's losses."""
+    """Register ``token_ce`` and ``linear_token_ce``."""
+    register(
+        "token_ce",
+        TokenCELoss,
+        config=TokenCEConfig,
+        example_inputs=token_ce_inputs,
+        sizes=TOKEN_CE_SIZES,
+        baselines={"transformers_style": transformers_style_ce, "F.cross_entropy": plain_cross_entropy},
+    )

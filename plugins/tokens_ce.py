@@ -1,0 +1,125 @@
+"""``token_ce``: next-token cross-entropy over materialised logits (Hugging Face conventions).
+
+The per-token cross-entropy and log-sum-exp come from one autograd function that walks
+the logits in row chunks through a small reusable fp32 buffer: it never allocates a
+second ``[N, V]`` tensor in the forward pass (``F.cross_entropy`` keeps its
+``log_softmax`` output), fp16/bf16 logits are upcast one chunk at a time, and the
+backward pass writes the logits' gradient in one sweep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import losskit
+
+from losskit_plugins.tokens_config import TokenCEConfig
+from losskit_plugins.tokens_inputs import check_num_items, flat_labels, flat_rows
+from losskit_plugins.tokens_kernels import Targets, chunk_stats, compute_dtype, logit_grad_, rows_per_chunk
+from losskit_plugins.tokens_output import check_reduction, token_output
+
+__all__ = ["TokenCELoss", "token_rows"]
+
+
+class _TokenRows(torch.autograd.Function):
+    """``logits [N, V] -> (ce [N], lse [N], correct [N])``; ``ce`` and ``lse`` are differentiable."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, logits: Tensor, index: Tensor, valid: Tensor, label_smoothing: float, rows: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        n, v = logits.shape
+        dtype = compute_dtype(logits)
+        targets = Targets(index, valid)
+        ce = logits.new_empty(n, dtype=dtype)
+        lse = logits.new_empty(n, dtype=dtype)
+        correct = torch.empty(n, dtype=torch.bool, device=logits.device)
+        buf = logits.new_empty(min(rows, n), v, dtype=dtype)  # [rows, V] scratch
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            stats = chunk_stats(logits[start:stop], buf[: stop - start], targets.rows(start, stop), label_smoothing)
+            ce[start:stop], lse[start:stop], correct[start:stop] = stats.ce, stats.lse, stats.correct
+        ctx.save_for_backward(logits, index, valid, lse)
+        ctx.label_smoothing, ctx.rows = label_smoothing, rows
+        ctx.mark_non_differentiable(correct)
+        ctx.set_materialize_grads(False)
+        return ce, lse, correct
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_ce: Tensor | None, g_lse: Tensor | None, _: Any) -> tuple[Tensor | None, ...]:
+        logits, index, valid, lse = ctx.saved_tensors
+        if g_ce is None and g_lse is None:
+            return (None,) * 5
+        targets, rows, n = Targets(index, valid), ctx.rows, logits.shape[0]
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        buf = None if grad.dtype == lse.dtype else logits.new_empty(min(rows, n), logits.shape[1], dtype=lse.dtype)
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            dst = grad[start:stop] if buf is None else buf[: stop - start]
+            torch.sub(logits[start:stop], lse[start:stop, None], out=dst).exp_()  # softmax rows
+            logit_grad_(
+                dst,
+                targets.rows(start, stop),
+                None if g_ce is None else g_ce[start:stop],
+                None if g_lse is None else g_lse[start:stop],
+                ctx.label_smoothing,
+            )
+            if buf is not None:
+                grad[start:stop].copy_(dst)
+        return grad, None, None, None, None
+
+
+def token_rows(logits: Tensor, targets: Targets, label_smoothing: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token ``(ce [N], lse [N], correct [N])`` of ``logits [N, V]`` in fp32 (fp64 stays fp64)."""
+    rows = rows_per_chunk(logits.shape[1], None, logits.shape[0])
+    return _TokenRows.apply(logits, targets.index, targets.valid, label_smoothing, rows)
+
+
+class TokenCELoss(losskit.Loss[TokenCEConfig]):
+    """Next-token cross-entropy with Hugging Face ``ForCausalLMLoss`` conventions.
+
+    Call: ``loss(logits [B, T, V] or [N, V], labels [B, T] or [N], *, num_items_in_batch=None,
+    weights=None)``.
+
+    - Causal shift (``shift``; default on for 3-D input): position ``t`` predicts
+      ``labels[..., t + 1]``; labels are padded with ``ignore_index`` and shifted, the
+      logits are not copied.
+    - ``"mean"``: sum over tokens / ``num_items_in_batch`` when given (exact gradient
+      accumulation across micro-batches and ranks), else / number of supervised tokens.
+      ``"none"``: per-token losses in the shape of ``labels`` (0 on ignored tokens).
+    - ``weights [B, T] / [N]``: per-token factors aligned with ``labels`` (shifted with them).
+    - Parts ``ce`` and ``z_loss`` (PaLM z-loss, coefficient ``z_loss``); metrics
+      ``accuracy``, ``num_tokens`` (supervised) and ``mean_log_z``.
+    - All labels ignored: a zero still attached to the graph.
+    """
+
+    config_class = TokenCEConfig
+
+    def compute(
+        self,
+        logits: Tensor,
+        labels: Tensor,
+        *,
+        num_items_in_batch: int | Tensor | None = None,
+        weights: Tensor | None = None,
+    ) -> losskit.LossOutput:
+        cfg = self.config
+        rows = flat_rows(logits, "logits", "[B, T, V] or [N, V]")
+        flat = flat_labels(
+            labels,
+            logits.shape[:-1],
+            logits.shape[-1],
+            inputs_name="logits",
+            device=logits.device,
+            shift=cfg.shift,
+            ignore_index=cfg.ignore_index,
+            weights=weights,
+        )
+        num_items = check_num_items(num_items_in_batch, logits.device)
+        check_reduction(cfg.reduction, num_items)
+        ce, lse, correct = token_rows(rows, flat.targets, cfg.label_smoothing)
+        return token_output(ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items)

@@ -1,0 +1,46 @@
+"""Configs of ``token_ce`` and ``linear_token_ce``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+import losskit
+
+__all__ = ["LinearTokenCEConfig", "TokenCEConfig"]
+
+_INT64 = 2**63 - 1
+
+
+class TokenCEConfig(losskit.LossConfig):
+    """Configuration of ``token_ce`` (Hugging Face ``ForCausalLMLoss`` conventions)."""
+
+    ignore_index: int = Field(
+        -100, ge=-_INT64, le=_INT64, description="Label value that is not supervised (prompt, padding, image tokens)."
+    )
+    shift: bool | None = Field(
+        None,
+        description=(
+            "Causal shift: position t predicts labels[t+1] (labels padded with ignore_index on the right). "
+            "null: shift 3-D inputs [B, T, ...], not 2-D [N, ...]."
+        ),
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, le=1.0, description="Label smoothing eps in [0, 1], as in torch.nn.functional.cross_entropy."
+    )
+    z_loss: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="PaLM z-loss coefficient: adds z_loss * (log Z)^2 per supervised token (part 'z_loss'); 0 disables.",
+    )
+
+
+class LinearTokenCEConfig(TokenCEConfig):
+    """Configuration of ``linear_token_ce``: ``token_ce``'s fields plus the chunk size."""
+
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 20,
+        description="Tokens per chunk of logits; null picks about 2^23 / V tokens (a 32 MiB fp32 chunk).",
+    )
