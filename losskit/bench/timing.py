@@ -72,7 +72,8 @@ def time_callable(
 
     Each measurement runs ``fn`` ``number`` times, with ``number`` chosen from one
     calibration call so that a measurement lasts about ``min_run_time`` seconds
-    (at least one call). The result holds the per-call time of every measurement,
+    (at least one call); ``Timer.timeit`` adds its own ``max(number // 100, 2)``
+    untimed calls before each measurement. The result holds the per-call time of every measurement,
     their median and interquartile range.
 
     Args:

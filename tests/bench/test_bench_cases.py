@@ -1,0 +1,76 @@
+"""Size, device and dtype resolution; out-of-memory detection on real allocator errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import losskit
+from losskit.bench import is_oom, parse_size, resolve_device
+from losskit.bench.cases import batch_key, check_size_keys, resolve_size
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("small", ("small", {})),
+        ("B=512,D=128", (None, {"B": 512, "D": 128})),
+        ("medium, B=1_024", ("medium", {"B": 1024})),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, msg",
+    [("small,medium", "two presets"), ("B=x", "integer"), ("B=0", ">= 1"), ("small,", "empty item")],
+)
+def test_parse_size_errors(text, msg):
+    with pytest.raises(ValueError, match=msg):
+        parse_size(text)
+
+
+def test_resolve_size_applies_overrides_on_the_preset():
+    spec = losskit.get_spec("focal")
+    assert resolve_size(spec, "small") == ("small", dict(spec.sizes["small"]))
+    label, dims = resolve_size(spec, "medium,N=7,B=3")  # B is not a focal key: ignored for it
+    assert dims == {**spec.sizes["medium"], "N": 7} and label == "medium,N=7"
+    assert resolve_size(spec, {"N": 2, "C": 3}) == ("N=2,C=3", {"N": 2, "C": 3})
+
+
+def test_resolve_size_errors_name_the_loss_and_choices():
+    spec = losskit.get_spec("focal")
+    with pytest.raises(ValueError, match="focal has no size preset 'huge'; presets: tiny, small"):
+        resolve_size(spec, "huge")
+    with pytest.raises(ValueError, match=r"missing \['C'\]"):
+        resolve_size(spec, {"N": 2})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['Q'\]"):
+        check_size_keys([spec], "Q=3")
+
+
+def test_batch_key():
+    assert batch_key({"B": 2, "D": 3}) == "B"
+    assert batch_key({"N": 2, "C": 3}) == "N"
+    assert batch_key({"T": 2}) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA is not available.*use --device cpu or auto"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+
+
+def test_is_oom_recognises_the_cpu_allocator_failure():
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(2**50, dtype=torch.uint8)
+    assert is_oom(info.value)
+    assert is_oom(MemoryError())
+    assert not is_oom(RuntimeError("shape mismatch"))
+    assert not is_oom(ValueError("out of memory"))  # only allocator errors count

@@ -1,0 +1,92 @@
+"""run_case on real registered losses (tiny sizes): structure, ratios, memory, OOM rows."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import losskit
+from losskit.bench import LOSS_IMPL, run_case, run_cases, text_table
+
+FAST = {"repeat": 2, "warmup": 1, "min_run_time": 0.001}
+
+
+def _benchable() -> list[str]:
+    return [n for n in losskit.list_losses() if losskit.get_spec(n).example_inputs is not None]
+
+
+@pytest.mark.parametrize("name", _benchable())
+def test_every_registered_loss_runs_on_cpu_with_its_baselines(name):
+    spec = losskit.get_spec(name)
+    case = run_case(name, size="tiny", **FAST)
+    assert case.qualified_name == spec.qualified_name and case.size == dict(spec.sizes["tiny"])
+    assert [r.impl for r in case.impls] == [LOSS_IMPL, *spec.baselines]
+    for r in case.impls:
+        assert r.status == "ok", f"{r.impl}: {r.error}"
+        assert r.forward is not None and r.forward_backward is not None
+        assert len(r.forward.times_s) == FAST["repeat"] and r.forward.median_s > 0
+        assert r.memory is not None and r.memory.status == "ok" and r.memory.peak_bytes >= 0
+    assert set(case.ratios) == set(spec.baselines)
+
+
+def test_ratios_throughput_and_config_come_from_the_same_run():
+    case = run_case("focal", size="tiny", config={"gamma": 1.5}, memory=False, **FAST)
+    main, base = case.main, case.impl("torchvision.sigmoid_focal_loss")
+    ratio = case.ratios[base.impl]
+    assert ratio.forward == pytest.approx(main.forward.median_s / base.forward.median_s)
+    assert ratio.forward_backward == pytest.approx(main.forward_backward.median_s / base.forward_backward.median_s)
+    assert case.batch_key == "N"
+    assert main.throughput == pytest.approx(case.size["N"] / main.forward_backward.median_s)
+    assert case.config == {"reduction": "mean", "alpha": 0.25, "gamma": 1.5}
+    with pytest.raises(KeyError, match="no implementation 'nope'"):
+        case.impl("nope")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the exact RSS peak needs /proc (Linux)")
+def test_cpu_memory_sees_a_known_allocation(probe):
+    case = run_case("bench_probe:alloc", size="tiny", baselines=False, **FAST)
+    mem = case.main.memory
+    expected = probe.ALLOC_K * 4  # one [K] float32 scratch tensor per forward
+    assert mem.method == "rss_hwm"
+    assert 0.95 * expected <= mem.peak_bytes <= 1.25 * expected
+
+
+def test_oom_and_errors_are_rows_not_crashes(probe):
+    case = run_case("bench_probe:alloc", size="tiny", memory=False, **FAST)
+    rows = {r.impl: r for r in case.impls}
+    assert rows[LOSS_IMPL].status == "ok"
+    assert rows["hog"].status == "oom" and "allocate" in rows["hog"].error
+    assert rows["broken"].status == "error" and rows["broken"].error == "ValueError: broken baseline"
+    assert case.ratios == {}  # nothing to compare with
+    table = text_table([case])
+    assert "OOM" in table and "ERROR" in table and "! bench_probe:alloc broken: ValueError: broken baseline" in table
+
+
+def test_a_memory_process_killed_by_sigkill_is_reported_as_oom(probe):
+    case = run_case("bench_probe:killer", size="tiny", **FAST)
+    assert case.status == "oom" and case.main.memory.status == "oom"
+    assert "SIGKILL" in case.main.error
+    assert case.main.forward is not None  # the timing itself had succeeded
+
+
+def test_inputs_that_do_not_fit_make_every_row_oom():
+    case = run_case("focal", size="N=100000000,C=10000000", memory=False, **FAST)
+    assert [r.status for r in case.impls] == ["oom", "oom"]
+    assert case.status == "oom"
+
+
+def test_run_cases_covers_names_and_sizes_and_checks_keys():
+    cases = run_cases(["focal"], sizes=["tiny", "tiny,N=7"], memory=False, **FAST)
+    assert [(c.loss, c.size["N"]) for c in cases] == [("focal", 5), ("focal", 7)]
+    with pytest.raises(ValueError, match="unknown key"):
+        run_cases(["focal"], sizes=["Z=3"], memory=False, **FAST)
+
+
+def test_bad_arguments_raise_before_running():
+    with pytest.raises(ValueError, match="dtype"):
+        run_case("focal", dtype="fp64")
+    with pytest.raises(losskit.errors.UnknownLossError):
+        run_case("no_such_loss_xyz")
+    with pytest.raises(losskit.errors.ConfigError, match="gamma"):
+        run_case("focal", size="tiny", config={"gamma": -1})
