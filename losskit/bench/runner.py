@@ -236,7 +236,7 @@ def run_cases(
     """:func:`run_case` for every loss in ``names`` (default: all registered) at every size.
 
     Losses without an ``example_inputs`` factory are skipped when ``names`` is None
-    (and an error when named). With ``progress`` a tqdm bar goes to stderr.
+    (and an error when named). With ``progress`` a tqdm bar goes to stderr (when it is a terminal).
     ``kwargs`` go to :func:`run_case`.
     """
     from tqdm.auto import tqdm
@@ -254,7 +254,8 @@ def run_cases(
             check_size_keys(specs, s)
     steps = sum((1 + len(sp.baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
     results = []
-    with tqdm(total=steps, disable=not progress, unit="impl", desc="losskit bench", leave=False) as bar:
+    # disable=None: tqdm shows the bar only when stderr is a terminal
+    with tqdm(total=steps, disable=None if progress else True, unit="impl", desc="losskit bench", leave=False) as bar:
 
         def on_step(msg: str) -> None:
             bar.set_postfix_str(msg, refresh=False)
