@@ -28,7 +28,7 @@ from losskit_plugins.boxes_inputs import (
     check_weights,
     clamp_degenerate,
     to_float32_saturating,
-    to_xyxy,
+    to_rows,
     validate_values,
 )
 from losskit_plugins.boxes_iou import box_iou_loss
@@ -149,14 +149,14 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
 
         use_l1 = cfg.l1_weight > 0
         use_iou = cfg.iou_loss != "none" and cfg.iou_weight > 0
-        pred_xyxy, target_xyxy = to_xyxy(pred, cfg.box_format), to_xyxy(target, cfg.box_format)
+        pred_rows, target_rows = to_rows(pred, cfg.box_format), to_rows(target, cfg.box_format)  # [4, N] xyxy
         finite = {"pred": pred, "target": target} | ({"weights": weights} if weights is not None else {})
         ordered = None
         if cfg.degenerate == "raise":
-            ordered = {"pred": (pred_xyxy, cfg.box_format), "target": (target_xyxy, cfg.box_format)}
+            ordered = {"pred": (pred_rows, cfg.box_format), "target": (target_rows, cfg.box_format)}
         validate_values(finite, finite=cfg.check_finite, ordered=ordered)
         if cfg.degenerate == "clamp":
-            pred_xyxy, target_xyxy = clamp_degenerate(pred_xyxy), clamp_degenerate(target_xyxy)
+            pred_rows, target_rows = clamp_degenerate(pred_rows), clamp_degenerate(target_rows)
 
         def finish(values: Tensor) -> Tensor:
             if weights is not None:
@@ -173,12 +173,12 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
             parts["l1"] = finish(l1)
             terms.append(cfg.l1_weight * l1)
         if use_iou:
-            term, iou = box_iou_loss(pred_xyxy, target_xyxy, cfg.iou_loss, cfg.eps)  # type: ignore[arg-type]
+            term, iou = box_iou_loss(pred_rows, target_rows, cfg.iou_loss, cfg.eps)  # type: ignore[arg-type]
             parts[cfg.iou_loss] = finish(term)
             terms.append(cfg.iou_weight * term)
         else:
             with torch.no_grad():
-                _, iou = box_iou_loss(pred_xyxy.detach(), target_xyxy.detach(), "iou", cfg.eps)
+                _, iou = box_iou_loss(pred_rows.detach(), target_rows.detach(), "iou", cfg.eps)
         total = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # the config guarantees one or two
         mean_iou = iou.sum() / max(n, 1)
         return losskit.LossOutput(loss=finish(total), parts=parts, metrics={"mean_iou": mean_iou})

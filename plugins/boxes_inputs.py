@@ -23,7 +23,7 @@ __all__ = [
     "check_weights",
     "clamp_degenerate",
     "to_float32_saturating",
-    "to_xyxy",
+    "to_rows",
     "validate_values",
 ]
 
@@ -99,20 +99,33 @@ def check_num_boxes(num_boxes: object, device: torch.device) -> Tensor | float:
     return max(float(num_boxes), 1.0)
 
 
-def to_xyxy(boxes: Tensor, box_format: BoxFormat) -> Tensor:
-    """Convert ``[N, 4]`` boxes to xyxy with ``torchvision.ops.box_convert``."""
-    return boxes if box_format == "xyxy" else box_convert(boxes, in_fmt=box_format, out_fmt="xyxy")
+def to_rows(boxes: Tensor, box_format: BoxFormat) -> Tensor:
+    """``[N, 4]`` boxes in ``box_format`` to xyxy coordinate rows ``[4, N]`` (contiguous; differentiable).
+
+    Conversion by ``torchvision.ops.box_convert``; rows x1, y1, x2, y2 make every later
+    elementwise pass run over contiguous memory.
+    """
+    xyxy = boxes if box_format == "xyxy" else box_convert(boxes, in_fmt=box_format, out_fmt="xyxy")
+    return xyxy.t().contiguous()
 
 
 def _first_bad(mask: Tensor) -> tuple[int, int]:
-    """(first index, count) of the True rows of ``mask [N]``."""
+    """(first index, count) of the True entries of ``mask [N]``."""
     rows = mask.nonzero().flatten()
     return int(rows[0]), int(rows.numel())
 
 
-def _unordered(boxes: Tensor) -> Tensor:
-    """``[N]``: rows whose xyxy box has ``x2 < x1`` or ``y2 < y1``."""
-    return (boxes[:, 2:] < boxes[:, :2]).any(1)
+def _nonfinite(t: Tensor) -> Tensor:
+    """0-d bool: ``t`` holds NaN or inf (one min/max pass; both propagate NaN)."""
+    if t.numel() == 0:
+        return torch.zeros((), dtype=torch.bool, device=t.device)
+    lo, hi = torch.aminmax(t.detach())
+    return ~(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def _unordered(rows: Tensor) -> Tensor:
+    """``[2, N]`` bool of ``[4, N]`` xyxy rows: ``x2 < x1`` (row 0), ``y2 < y1`` (row 1)."""
+    return rows[2:] < rows[:2]
 
 
 def validate_values(
@@ -124,32 +137,29 @@ def validate_values(
     """Check values with one device synchronisation; on failure, find and name the culprit.
 
     Args:
-        named: tensors whose entries must be finite (checked when ``finite``).
-        finite: check finiteness (a float64 sum per tensor: NaN/inf make it non-finite).
-        ordered: ``{name: (xyxy_boxes, original_format)}`` whose boxes must have
+        named: tensors (first dimension = box index) whose entries must be finite.
+        finite: check finiteness at all.
+        ordered: ``{name: (rows [4, N], original_format)}`` whose boxes must have
             ``x1 <= x2`` and ``y1 <= y2`` (the ``degenerate="raise"`` policy).
     """
     ordered = ordered or {}
-    flags: list[Tensor] = []
-    if finite:
-        flags += [~torch.isfinite(t.sum(dtype=torch.float64)) for t in named.values()]
-    flags += [_unordered(boxes).any() for boxes, _ in ordered.values()]
+    flags = [_nonfinite(t) for t in named.values()] if finite else []
+    flags += [_unordered(rows.detach()).any() for rows, _ in ordered.values()]
     if not flags or not bool(torch.stack(flags).any()):
         return
     if finite:
         for name, t in named.items():
-            bad = ~torch.isfinite(t)
+            bad = ~torch.isfinite(t.detach())
             if bad.any():
-                rows = bad.reshape(t.shape[0], -1).any(1) if t.dim() > 1 else bad
-                index, count = _first_bad(rows)
+                index, count = _first_bad(bad.reshape(t.shape[0], -1).any(1))
                 raise ValueError(
                     f"{name}: expected finite values, got NaN or inf at index {index} ({count} row(s) in all)"
                 )
-    for name, (boxes, fmt) in ordered.items():
-        bad = _unordered(boxes)
+    for name, (rows, fmt) in ordered.items():
+        bad = _unordered(rows.detach()).any(0)
         if bad.any():
             index, count = _first_bad(bad)
-            corners = [round(float(v), 6) for v in boxes[index]]
+            corners = [round(v, 6) for v in rows[:, index].detach().tolist()]
             via = "" if fmt == "xyxy" else f" (converted from {fmt})"
             raise ValueError(
                 f"{name}: degenerate box at index {index} ({count} in all): xyxy{via} {corners} has x2 < x1 "
@@ -157,16 +167,14 @@ def validate_values(
             )
 
 
-def clamp_degenerate(boxes: Tensor) -> Tensor:
-    """Collapse each inverted side of xyxy ``boxes [N, 4]`` to its centre (the ``degenerate="clamp"`` policy).
+def clamp_degenerate(rows: Tensor) -> Tensor:
+    """Collapse each inverted side of xyxy ``rows [4, N]`` to its centre (the ``degenerate="clamp"`` policy).
 
     Where ``x2 < x1`` both become ``(x1 + x2) / 2`` (likewise for y), so the box has
     zero width but keeps its centre, and the gradient reaches the centre only.
     Well-ordered sides pass through unchanged, values and gradients.
     """
-    n = boxes.shape[0]
-    b2 = boxes.reshape(n, 2, 2)
-    lo, hi = b2[:, 0], b2[:, 1]  # [N, 2] min and max corner
+    lo, hi = rows[:2], rows[2:]  # [2, N] min and max corner
     inverted = hi < lo
     centre = lo * 0.5 + hi * 0.5  # no overflow for huge coordinates
-    return torch.stack((torch.where(inverted, centre, lo), torch.where(inverted, centre, hi)), 1).reshape(n, 4)
+    return torch.cat((torch.where(inverted, centre, lo), torch.where(inverted, centre, hi)))

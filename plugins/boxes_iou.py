@@ -1,8 +1,11 @@
-"""IoU-family losses of paired ``[N, 4]`` xyxy boxes: IoU, GIoU, DIoU and CIoU.
+"""IoU-family losses of paired xyxy boxes: IoU, GIoU, DIoU and CIoU.
 
-Values follow torchvision.ops (``generalized_box_iou_loss``, ``distance_box_iou_loss``,
-``complete_box_iou_loss``), operation for operation, so valid boxes give the same
-numbers and gradients (to float rounding). Papers: Rezatofighi et al. 2019, "Generalized
+Boxes come as coordinate rows, ``[4, N]`` (rows x1, y1, x2, y2; see
+:func:`losskit_plugins.boxes_inputs.to_rows`): every elementwise pass then runs over
+contiguous memory. Values follow torchvision.ops (``generalized_box_iou_loss``,
+``distance_box_iou_loss``, ``complete_box_iou_loss``) operation for operation, and the
+fused backward repeats autograd's arithmetic on torchvision's graph, so valid boxes
+give the same values and gradients, bit for bit. Papers: Rezatofighi et al. 2019, "Generalized
 Intersection over Union" (GIoU); Zheng et al. 2020, "Distance-IoU Loss" (DIoU, CIoU).
 
 Where torchvision falls short, this module does better:
@@ -10,8 +13,9 @@ Where torchvision falls short, this module does better:
 - identical boxes give loss 0 and gradient 0 for every variant, zero-area boxes
   included (torchvision gives 1 for an empty box against itself: 0/0 IoU);
 - CIoU uses the caller's ``eps`` everywhere (torchvision drops it in the DIoU part);
-- the CIoU aspect term uses ``atan2(w, h)``: defined at zero height, and a point
-  box (w = h = 0) counts as square, so no 0/0 in value or gradient.
+- the CIoU aspect term ``atan(w / h)`` switches to ``atan2(w, h)`` for flat or tiny
+  boxes (torchvision gives NaN gradients at zero height), and a point box
+  (w = h = 0) counts as square, so no 0/0 in value or gradient.
 
 IoU and GIoU run as one fused ``autograd.Function`` (few elementwise passes, an
 analytic backward); DIoU and CIoU add their penalties with ordinary autograd ops.
@@ -31,93 +35,119 @@ __all__ = ["IouKind", "box_iou_loss"]
 
 IouKind = Literal["iou", "giou", "diou", "ciou"]
 
+_MIN_SIDE = 2.0**-40  # CIoU: below this height, atan(w / h) takes the atan2 form
+_MAX_ASPECT = 2.0**20  # CIoU: above this w / h, likewise
+
 
 class _OverlapLoss(torch.autograd.Function):
     """``1 - IoU`` or ``1 - GIoU`` of paired xyxy boxes, with a fused backward.
 
-    Inputs: ``pred [N, 4]``, ``target [N, 4]`` (contiguous, same float dtype), ``eps``,
-    ``generalized``. Outputs: ``loss [N]`` and ``iou [N]`` (not differentiable; 1 for
+    Inputs: ``pred [4, N]``, ``target [4, N]`` (coordinate rows, same float dtype),
+    ``eps``, ``generalized``. Outputs: ``loss [N]`` and ``iou [N]`` (not differentiable; 1 for
     identical boxes).
+
+    The backward repeats,
+    term for term, the arithmetic PyTorch's autograd performs on torchvision's
+    ``generalized_box_iou_loss`` graph (same products, quotients and summation order),
+    so gradients agree bit for bit on valid boxes, not merely to rounding.
     """
 
     @staticmethod
     def forward(ctx: Any, pred: Tensor, target: Tensor, eps: float, generalized: bool) -> tuple[Tensor, Tensor]:
-        n = pred.shape[0]
-        hi = torch.maximum(pred, target).view(n, 2, 2)  # [:, 0] intersection min corner, [:, 1] enclosing max corner
-        lo = torch.minimum(pred, target).view(n, 2, 2)  # [:, 0] enclosing min corner, [:, 1] intersection max corner
-        p2, t2 = pred.view(n, 2, 2), target.view(n, 2, 2)
-        wh_p = p2[:, 1] - p2[:, 0]  # [N, 2]
-        wh_t = t2[:, 1] - t2[:, 0]  # [N, 2]
-        wh_i = (lo[:, 1] - hi[:, 0]).clamp_(min=0)  # [N, 2] intersection extents, 0 when disjoint
-        inter = wh_i[:, 0] * wh_i[:, 1]
-        union = wh_p[:, 0] * wh_p[:, 1] + wh_t[:, 0] * wh_t[:, 1] - inter
-        iou = inter / (union + eps)
-        same = (pred == target).all(1)  # [N] identical boxes: loss 0, IoU 1, even with zero area
+        p, t = pred.contiguous(), target.contiguous()  # [4, N]: x1, y1, x2, y2
+        hi = torch.maximum(p, t)  # [4, N]: intersection x1, y1; enclosing x2, y2
+        lo = torch.minimum(p, t)  # [4, N]: enclosing x1, y1; intersection x2, y2
+        wh_p, wh_t = p[2:] - p[:2], t[2:] - t[:2]  # [2, N] widths, heights
+        wh_i = (lo[2:] - hi[:2]).clamp_(min=0)  # [2, N] intersection extents, 0 when disjoint
+        inter = wh_i[0] * wh_i[1]
+        u_eps = wh_p[0] * wh_p[1] + wh_t[0] * wh_t[1] - inter + eps  # union + eps
+        iou = inter / u_eps
+        same = (p == t).all(0)  # [N] identical boxes: loss 0, IoU 1, even with zero area
+        wh_c = c_eps = ratio = None
         if generalized:
-            wh_c = hi[:, 1] - lo[:, 0]  # [N, 2] enclosing box extents
-            area_c = wh_c[:, 0] * wh_c[:, 1]
-            loss = 1 - (iou - (area_c - union) / (area_c + eps))
+            wh_c = hi[2:] - lo[:2]  # [2, N] enclosing box extents
+            area_c = wh_c[0] * wh_c[1]
+            c_eps = area_c + eps
+            ratio = (area_c - (u_eps - eps)) / c_eps  # (enclosing - union) / enclosing
+            loss = 1 - (iou - ratio)
         else:
-            wh_c = area_c = None
             loss = 1 - iou
         loss.masked_fill_(same, 0.0)
-        ctx.eps, ctx.generalized = eps, generalized
-        ctx.save_for_backward(pred, target, wh_p, wh_t, wh_i, wh_c, area_c, inter, union, iou, same)
+        ctx.eps = eps
+        ctx.save_for_backward(p, t, wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same)
         iou_out = iou.masked_fill(same, 1.0)
         ctx.mark_non_differentiable(iou_out)
         return loss, iou_out
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, _grad_iou: Tensor) -> tuple[Tensor | None, ...]:
-        pred, target, wh_p, wh_t, wh_i, wh_c, area_c, inter, union, iou, same = ctx.saved_tensors
-        n, eps = pred.shape[0], ctx.eps
+        p, t, wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same = ctx.saved_tensors
         go = grad_loss.masked_fill(same, 0.0)  # [N]
-        u_eps = union + eps
-        r_u = u_eps.reciprocal()
-        d_union = iou * r_u  # dL/d(union) at fixed intersection
-        if ctx.generalized:
-            r_c = (area_c + eps).reciprocal()
-            d_union -= r_c
-            g_c = go * u_eps * r_c * r_c  # dL/d(area_c) = (union + eps) / (area_c + eps)^2
-        d_inter = (r_u + d_union).neg_().masked_fill_(inter <= 0, 0.0)  # union = a_p + a_t - inter
-        g_a = go * d_union
-        g_i = go * d_inter
-        # d(w*h) = (h, w): flip the extents; M and H are the mean and half-difference of the
-        # intersection and enclosing-box terms, split between pred and target by sign(pred - target).
-        w_i = g_i[:, None] * wh_i.flip(1)  # [N, 2]
-        w_c = g_c[:, None] * wh_c.flip(1) if ctx.generalized else torch.zeros_like(w_i)
-        mean = (w_i + w_c).mul_(0.5)  # [N, 2]
-        half = (w_i - w_c).mul_(0.5)  # [N, 2]
-        tie = torch.sign(pred - target).view(n, 2, 2).mul_(half[:, None, :])  # [N, 2, 2]
+        d_union = go * (iou / u_eps)  # dL/d(union)
+        if c_eps is not None:
+            d_enclosing_num = go / c_eps
+            d_union -= d_enclosing_num
+            d_area_c = d_enclosing_num - go * (ratio / c_eps)  # dL/d(enclosing area)
+        d_inter = (-(go / u_eps) - d_union).masked_fill_(inter <= 0, 0.0)  # dL/d(intersection)
+
+        def by_side(d: Tensor, wh: Tensor) -> Tensor:
+            """[2, N] gradient w.r.t. (width, height) of an area ``d``-weighted: (d * h, d * w)."""
+            out = torch.empty_like(wh)
+            torch.mul(d, wh[1], out=out[0])
+            torch.mul(d, wh[0], out=out[1])
+            return out
+
+        g_i = by_side(d_inter, wh_i)
+        g_c = by_side(d_area_c, wh_c) if c_eps is not None else None
+        # weight of pred in max(pred, target): 1, 1/2 at ties (as torch.maximum's backward), 0
+        s = torch.sign(p - t).add_(1.0).mul_(0.5)  # [4, N]
+        q = 1.0 - s  # weight of pred in min(pred, target)
         grads: list[Tensor | None] = [None, None, None, None]
-        for k, (wh, sign) in enumerate(((wh_p, -1.0), (wh_t, 1.0))):
+        for k, (wh, w_max, w_min) in enumerate(((wh_p, s, q), (wh_t, q, s))):
             if not ctx.needs_input_grad[k]:
                 continue
-            b = torch.addcmul(mean, g_a[:, None], wh.flip(1))  # [N, 2]
-            grad = torch.stack((-b, b), 1).add_(tie, alpha=sign)  # [N, 2, 2]: min corner, max corner
-            grads[k] = grad.view(n, 4)
+            g_wh = by_side(d_union, wh)
+            grad = torch.empty_like(p)  # [4, N]
+            # min corner: -(side + intersection via max); enclosing via min. Max corner: the mirror.
+            torch.add(g_wh, g_i * w_max[:2], out=grad[:2]).neg_()
+            torch.add(g_wh, g_i * w_min[2:], out=grad[2:])
+            if g_c is not None:
+                grad[:2] -= g_c * w_min[:2]
+                grad[2:] += g_c * w_max[2:]
+            grads[k] = grad
         return tuple(grads)
 
 
 def _centre_distance_penalty(pred: Tensor, target: Tensor, eps: float) -> Tensor:
-    """DIoU penalty ``rho^2 / (c^2 + eps)`` ``[N]``: squared centre distance over squared enclosing diagonal."""
-    n = pred.shape[0]
-    p2, t2 = pred.view(n, 2, 2), target.view(n, 2, 2)
-    wh_c = torch.maximum(p2[:, 1], t2[:, 1]) - torch.minimum(p2[:, 0], t2[:, 0])  # [N, 2]
-    diag2 = (wh_c**2).sum(1) + eps
-    centre_p = (p2[:, 1] + p2[:, 0]) / 2  # [N, 2]
-    centre_t = (t2[:, 1] + t2[:, 0]) / 2
-    return ((centre_p - centre_t) ** 2).sum(1) / diag2
+    """DIoU penalty ``rho^2 / (c^2 + eps)`` ``[N]``: squared centre distance over squared enclosing diagonal.
+
+    ``pred``, ``target``: ``[4, N]`` coordinate rows; torchvision's expression order.
+    """
+    x1, y1, x2, y2 = pred
+    x1g, y1g, x2g, y2g = target
+    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
+    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
+    diagonal_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
+    centres_squared = (((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2) + (((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2)
+    return centres_squared / diagonal_squared
 
 
 def _aspect_angle(boxes: Tensor) -> Tensor:
-    """``atan(w / h)`` as ``atan2(w, h)`` ``[N]``; a box with ``w^2 + h^2 == 0`` counts as square (pi/4)."""
-    n = boxes.shape[0]
-    b2 = boxes.view(n, 2, 2)
-    w, h = (b2[:, 1] - b2[:, 0]).unbind(1)
-    point = (w * w + h * h) == 0  # atan2's gradient divides by w^2 + h^2
+    """``atan(w / h)`` ``[N]`` of boxes given as ``[4, N]`` coordinate rows, safe at zero or tiny sides.
+
+    Boxes with a reasonable aspect ratio take torchvision's expression, ``atan(w / h)``.
+    Flat or tiny ones (where ``w / h`` or its gradient would overflow) take the equal
+    ``atan2(w, h)``; a box with ``w^2 + h^2 == 0`` counts as square (pi/4) and passes no
+    gradient. Unused branches get harmless inputs, so no NaN leaks through ``where``.
+    """
+    w = boxes[2] - boxes[0]
+    h = boxes[3] - boxes[1]
+    by_ratio = (h >= _MIN_SIDE) & (w <= h * _MAX_ASPECT)  # w / h and (w / h) / h stay finite
     one = torch.ones_like(w)
-    return torch.atan2(torch.where(point, one, w), torch.where(point, one, h))
+    ratio = torch.atan(w / torch.where(by_ratio, h, one))
+    point = by_ratio | ((w * w + h * h) == 0)  # atan2's gradient divides by w^2 + h^2
+    angle = torch.atan2(torch.where(point, one, w), torch.where(point, one, h))
+    return torch.where(by_ratio, ratio, torch.where(point, math.pi / 4, angle))
 
 
 def _aspect_penalty(pred: Tensor, target: Tensor, iou: Tensor, eps: float) -> Tensor:
@@ -132,15 +162,15 @@ def box_iou_loss(pred: Tensor, target: Tensor, kind: IouKind, eps: float) -> tup
     """IoU-family loss of paired boxes.
 
     Args:
-        pred: ``[N, 4]`` xyxy boxes with ``x1 <= x2``, ``y1 <= y2`` (float32 or float64).
-        target: ``[N, 4]`` xyxy boxes, same dtype.
+        pred: ``[4, N]`` coordinate rows (x1, y1, x2, y2) with ``x1 <= x2``, ``y1 <= y2``
+            (float32 or float64).
+        target: ``[4, N]`` coordinate rows, same dtype.
         kind: ``"iou"`` (``1 - IoU``), ``"giou"``, ``"diou"`` or ``"ciou"``.
         eps: added to every denominator, as torchvision's ``eps`` (default there 1e-7).
 
     Returns:
         ``(loss [N], iou [N])``; ``iou`` is detached (a metric), 1 for identical boxes.
     """
-    pred, target = pred.contiguous(), target.contiguous()
     loss, iou = _OverlapLoss.apply(pred, target, eps, kind == "giou")
     if kind in ("diou", "ciou"):
         loss = loss + _centre_distance_penalty(pred, target, eps)
