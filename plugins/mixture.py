@@ -1,8 +1,226 @@
-"""Bundled losskit plugin `mixture` (losses land with their issue)."""
+"""Bundled losskit plugin ``mixture``: a weighted sum of any registered losses.
+
+::
+
+    mixture = losskit.build({
+        "name": "mixture",
+        "terms": {
+            "focal": {"name": "focal", "gamma": 2.0},
+            "aux": {"name": "focal", "gamma": 0.0},
+        },
+        "weights": {"aux": 0.5},
+        "weighting": "static",          # or uncertainty | dwa | gradnorm
+    })
+    total = mixture(focal={"logits": x, "targets": y}, aux=(x2, y2))
+
+See ``docs/mixtures.md`` and :mod:`losskit_plugins.mixture_weighting` for the formulas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
 
 import losskit
+from losskit.checks import to_float32
+from losskit.registry import default_registry
+from losskit_plugins.mixture_config import DEFAULT_TERMS, MixtureConfig
+from losskit_plugins.mixture_weighting import GradNormWeighting, UncertaintyWeighting, make_weighting
+
+__all__ = ["MixtureConfig", "MixtureLoss", "register_losses"]
+
+
+class MixtureLoss(losskit.Loss[MixtureConfig]):
+    """Weighted sum of registered losses, with static, uncertainty, DWA or GradNorm weighting.
+
+    Call: ``mixture(**{term: inputs})`` or ``mixture({term: inputs})``, exactly one entry
+    per term, where ``inputs`` is a dict of keyword inputs, a tuple of positional inputs
+    or a :class:`losskit.Inputs`. Every term must return a scalar. Returns the total
+    (scalar). ``compute`` also returns each term's loss in ``parts[term]``, the effective
+    weight of each term in ``metrics["weight/<term>"]`` and each term's own metrics as
+    ``metrics["<term>/<metric>"]``.
+
+    The terms are submodules (``mixture.terms[name]``), so ``mixture.parameters()``
+    includes their learnable state (e.g. a CLIP temperature) as well as the weighting's
+    (log-variances, GradNorm weights).
+    """
+
+    config_class = MixtureConfig
+
+    def __init__(self, config: MixtureConfig | None = None) -> None:
+        super().__init__(config)
+        registry = default_registry()
+        self.terms = nn.ModuleDict(
+            {name: registry.spec_for_config(cfg).loss_class(cfg) for name, cfg in self.config.terms.items()}
+        )
+        self.weighting = make_weighting(self.config)
+        self._weighting_name = self.config.weighting
+
+    # ---------------------------------------------------------------- calling
+    def compute(self, inputs: Mapping[str, Any] | None = None, /, **term_inputs: Any) -> losskit.LossOutput:
+        """Evaluate every term on its inputs and combine them (see the class docstring)."""
+        by_term = self._gather(inputs, term_inputs)
+        self._check_unchanged()
+        names = list(self.terms)
+        outputs = {name: _call(name, self.terms[name], by_term[name]) for name in names}
+        term_losses = [to_float32(outputs[name].loss) for name in names]
+        losses = torch.stack(term_losses)  # [T]
+        static = torch.tensor([self.config.weights[n] for n in names], dtype=losses.dtype, device=losses.device)
+        combined = self.weighting.combine(losses, static, term_losses)
+        metrics = {**self.weighting.named_metrics("weight", combined.weights), **combined.metrics}
+        for name in names:
+            metrics.update({f"{name}/{key}": value for key, value in outputs[name].metrics.items()})
+        return losskit.LossOutput(loss=combined.total, parts=dict(zip(names, term_losses)), metrics=metrics)
+
+    def _gather(self, inputs: Mapping[str, Any] | None, term_inputs: dict[str, Any]) -> dict[str, Any]:
+        if inputs is not None:
+            if term_inputs:
+                raise TypeError("mixture: pass the inputs either as one dict or as keyword arguments, not both")
+            if not isinstance(inputs, Mapping):
+                raise TypeError(f"inputs: expected a dict of term name -> inputs, got {type(inputs).__name__}")
+            term_inputs = dict(inputs)
+        missing = [n for n in self.terms if n not in term_inputs]
+        unexpected = [n for n in term_inputs if n not in self.terms]
+        if missing or unexpected:
+            problems = []
+            if missing:
+                problems.append(f"missing inputs for term(s) {missing}")
+            if unexpected:
+                problems.append(f"unexpected term(s) {unexpected}")
+            raise TypeError(f"mixture: {'; '.join(problems)}; expected exactly the terms {list(self.terms)}")
+        return term_inputs
+
+    def _check_unchanged(self) -> None:
+        """The modules are built once: replacing ``config.terms`` or ``config.weighting`` needs a new mixture."""
+        if self.config.weighting != self._weighting_name or any(
+            self.config.terms.get(name) is not term.config for name, term in self.terms.items()
+        ):
+            raise RuntimeError(
+                "mixture: config.terms or config.weighting was replaced after building; build a new mixture "
+                "(fields inside a term, e.g. config.terms['box'].iou_weight, can be changed)"
+            )
+
+    # ------------------------------------------------------------ weighting API
+    def set_shared_parameters(self, params: Iterable[Tensor]) -> None:
+        """GradNorm: the shared parameters ``W`` (e.g. the last shared layer) whose gradient
+        norms are balanced. Held by reference, not registered (they belong to the model)."""
+        if not isinstance(self.weighting, GradNormWeighting):
+            raise RuntimeError(f"set_shared_parameters is for weighting 'gradnorm', this mixture uses {self.config.weighting!r}")
+        self.weighting.set_shared_parameters(params)
+
+    def weighting_parameters(self) -> list[nn.Parameter]:
+        """The weighting's own parameters (uncertainty log-variances, GradNorm weights)."""
+        return list(self.weighting.parameters())
+
+    def parameter_groups(self, *, weight_decay: float | None = None, weighting_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: the terms' parameters, and the weighting's without weight decay.
+
+        Weight decay would pull the uncertainty log-variances (and GradNorm weights) toward
+        0, a bias the method does not have, so their group has ``weight_decay=0.0``::
+
+            opt = torch.optim.AdamW([{"params": model.parameters()}, *mixture.parameter_groups()],
+                                    lr=1e-4, weight_decay=0.1)
+
+        Args:
+            weight_decay: weight decay of the terms' parameters (default: the optimizer's).
+            weighting_lr: learning rate of the weighting's parameters (default: the optimizer's).
+
+        Returns:
+            Non-empty groups only (a mixture without parameters gives ``[]``).
+        """
+        own = {id(p) for p in self.weighting.parameters()}
+        groups: list[dict[str, Any]] = []
+        terms = [p for p in self.parameters() if id(p) not in own]
+        if terms:
+            groups.append({"params": terms, **({} if weight_decay is None else {"weight_decay": weight_decay})})
+        if own:
+            groups.append({
+                "params": self.weighting_parameters(),
+                "weight_decay": 0.0,
+                **({} if weighting_lr is None else {"lr": weighting_lr}),
+            })
+        return groups
+
+    # ------------------------------------------------------------- curriculum
+    def learnable_fields(self) -> dict[str, str]:
+        """The terms' learnable fields (``terms.<term>.<field>``) and, for adaptive weightings,
+        the config values that only initialise a parameter (GradNorm ``weights.<term>``,
+        uncertainty ``term_options.<term>.init_log_var``)."""
+        fields = {
+            f"terms.{name}.{field}": f"terms.{name}.{param}"
+            for name, term in self.terms.items()
+            for field, param in term.learnable_fields().items()
+        }
+        if isinstance(self.weighting, GradNormWeighting):
+            fields.update({f"weights.{name}": "weighting.weights" for name in self.terms})
+        if isinstance(self.weighting, UncertaintyWeighting):
+            fields.update({f"term_options.{name}.init_log_var": f"weighting.log_vars.{name}" for name in self.terms})
+        return fields
+
+    def curriculum_setters(self) -> dict[str, Callable[[float], None]]:
+        """The terms' declared setters for learnable fields, under ``terms.<term>.``."""
+        setters: dict[str, Callable[[float], None]] = {}
+        for name, term in self.terms.items():
+            declare = getattr(term, "curriculum_setters", None)
+            if callable(declare):
+                setters.update({f"terms.{name}.{path}": setter for path, setter in declare().items()})
+        return setters
+
+
+def _call(name: str, term: losskit.Loss, inputs: Any) -> losskit.LossOutput:
+    if isinstance(inputs, losskit.Inputs):
+        out = term.compute(*inputs.args, **inputs.kwargs)
+    elif isinstance(inputs, Mapping):
+        out = term.compute(**inputs)
+    elif isinstance(inputs, (tuple, list)):
+        out = term.compute(*inputs)
+    else:
+        raise TypeError(
+            f"{name}: expected the term's inputs as a dict of keyword inputs, a tuple of positional inputs "
+            f"or losskit.Inputs, got {type(inputs).__name__}"
+        )
+    if out.loss.dim() != 0:
+        raise ValueError(f"{name}: the term returned a loss of shape {tuple(out.loss.shape)}, expected a scalar")
+    return out
+
+
+def example_inputs(
+    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
+) -> losskit.Inputs:
+    """Inputs of the default mixture: ``{term: losskit.Inputs}`` from each term's own factory.
+
+    ``size`` holds ``"<term>.<dim>"`` entries (e.g. ``"itc.B"``); each term's loss draws
+    its inputs with its registered ``example_inputs`` at the ``<dim>`` sizes.
+    """
+    per_term: dict[str, dict[str, int]] = {}
+    for key, n in size.items():
+        term, dim = key.split(".", 1)
+        per_term.setdefault(term, {})[dim] = n
+    inputs = {}
+    for term, dims in per_term.items():
+        factory = losskit.get_spec(DEFAULT_TERMS[term]["name"]).example_inputs
+        if factory is None:
+            raise losskit.errors.LosskitError(f"{term}: loss {DEFAULT_TERMS[term]['name']!r} declares no example_inputs")
+        inputs[term] = factory(dims, dtype=dtype, device=device, generator=generator)
+    return losskit.Inputs((inputs,), {})
+
+
+#: per default term, its dims at each bench/conformance size (token_ce [B, T, V], bbox [N])
+_TERM_SIZES = {
+    "lm": {"tiny": {"B": 2, "T": 4, "V": 5}, "small": {"B": 4, "T": 128, "V": 4096},
+           "medium": {"B": 2, "T": 512, "V": 32000}, "large": {"B": 1, "T": 2048, "V": 32000}},
+    "box": {"tiny": {"N": 5}, "small": {"N": 256}, "medium": {"N": 1024}, "large": {"N": 4096}},
+}
+SIZES = {
+    preset: {f"{term}.{dim}": n for term in DEFAULT_TERMS for dim, n in _TERM_SIZES[term][preset].items()}
+    for preset in ("tiny", "small", "medium", "large")
+}
 
 
 @losskit.hookimpl
 def register_losses(register):
-    """Register this plugin's losses."""
+    """Register ``mixture``."""
+    register("mixture", MixtureLoss, config=MixtureConfig, example_inputs=example_inputs, sizes=SIZES)
