@@ -22,7 +22,7 @@ import re
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Union
@@ -165,6 +165,8 @@ class Registry:
             example_inputs: InputFactory | None = None,
             sizes: Mapping[str, Mapping[str, int]] | None = None,
             baselines: Mapping[str, Callable[..., Any]] | None = None,
+            throughput_keys: Sequence[str] | None = None,
+            throughput_unit: str = "samples",
         ) -> None:
             """Register ``loss_class`` under ``name`` with its config model ``config``."""
             if not isinstance(name, str) or not _NAME.match(name):
@@ -181,6 +183,15 @@ class Registry:
                     f"plugin {info.name!r}: config of {name!r} ({config.__name__}) is not a "
                     f"{loss_class.config_class.__name__}, the config_class of {loss_class.__name__}"
                 )
+            presets = dict(sizes) if sizes is not None else dict(DEFAULT_SIZES)
+            if throughput_keys is not None:
+                missing = {p: sorted(set(throughput_keys) - set(d)) for p, d in presets.items()}
+                missing = {p: m for p, m in missing.items() if m}
+                if not throughput_keys or isinstance(throughput_keys, str) or missing:
+                    raise PluginError(
+                        f"plugin {info.name!r}: throughput_keys of {name!r} must be a non-empty tuple of keys of "
+                        f"every size preset, got {throughput_keys!r}" + (f" (missing in {missing})" if missing else "")
+                    )
             qualified = f"{info.name}:{name}"
             if qualified in staged:
                 raise PluginError(f"plugin {info.name!r} registers {name!r} twice")
@@ -193,8 +204,10 @@ class Registry:
                 summary=summary if summary is not None else _summary(loss_class),
                 bundled=info.bundled,
                 example_inputs=example_inputs,
-                sizes=dict(sizes) if sizes is not None else dict(DEFAULT_SIZES),
+                sizes=presets,
                 baselines=dict(baselines or {}),
+                throughput_keys=tuple(throughput_keys) if throughput_keys is not None else None,
+                throughput_unit=throughput_unit,
             )
 
         return register

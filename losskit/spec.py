@@ -65,6 +65,10 @@ class LossSpec:
         sizes: named size presets for ``example_inputs`` (``tiny``, ``small``, ...).
         baselines: reference implementations ``f(*args, **kwargs) -> Tensor`` taking the
             same inputs as the loss, timed side by side by ``losskit bench``.
+        throughput_keys: size keys whose product is the number of items one call
+            processes, for ``losskit bench``'s throughput (e.g. ``("B", "T")`` for
+            tokens); ``None`` counts the ``B`` key, else ``N``.
+        throughput_unit: what those items are, e.g. ``"tokens"`` (default ``"samples"``).
     """
 
     name: str
@@ -77,3 +81,5 @@ class LossSpec:
     example_inputs: InputFactory | None = None
     sizes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: dict(DEFAULT_SIZES))
     baselines: Mapping[str, Callable[..., Tensor]] = field(default_factory=dict)
+    throughput_keys: tuple[str, ...] | None = None
+    throughput_unit: str = "samples"

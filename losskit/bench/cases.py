@@ -22,7 +22,6 @@ __all__ = [
     "DTYPES",
     "LOSS_IMPL",
     "Impl",
-    "batch_key",
     "build_impls",
     "check_size_keys",
     "config_json",
@@ -32,12 +31,14 @@ __all__ = [
     "parse_size",
     "resolve_device",
     "resolve_size",
+    "throughput_keys",
 ]
 
 #: ``--dtype`` names to torch dtypes.
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-#: Size keys counted as "samples" for the throughput, first present wins.
+#: Size keys counted as "samples" for the throughput when a spec declares no
+#: ``throughput_keys``: the first present wins.
 BATCH_KEYS: tuple[str, ...] = ("B", "N")
 
 #: Label of the losskit loss's own row (baselines use their registered labels).
@@ -154,9 +155,13 @@ def _preset(spec: LossSpec, name: str) -> Mapping[str, int]:
     return spec.sizes[name]
 
 
-def batch_key(size: Mapping[str, int]) -> str | None:
-    """The first of :data:`BATCH_KEYS` in ``size`` (what the throughput counts), or None."""
-    return next((k for k in BATCH_KEYS if k in size), None)
+def throughput_keys(spec: LossSpec, size: Mapping[str, int]) -> tuple[str, ...] | None:
+    """Size keys whose product is the items per call: the spec's ``throughput_keys``,
+    else the first of :data:`BATCH_KEYS` in ``size``, else None (no throughput)."""
+    if spec.throughput_keys is not None:
+        return tuple(spec.throughput_keys)
+    key = next((k for k in BATCH_KEYS if k in size), None)
+    return (key,) if key else None
 
 
 def draw_inputs(spec: LossSpec, size: Mapping[str, int], *, dtype: str, device: torch.device, seed: int) -> Inputs:

@@ -51,7 +51,7 @@ class ImplResult(_Model):
     forward_backward: Timing | None = None
     memory: MemoryResult | None = None
     throughput: float | None = Field(
-        None, ge=0, description="Samples per second of forward+backward (batch key of the size / median)."
+        None, ge=0, description="Items (the case's throughput_unit) per second of forward+backward."
     )
 
 
@@ -71,7 +71,10 @@ class CaseResult(_Model):
     config: dict = Field(description="The loss config that was timed (JSON).")
     size_label: str = Field(description="Preset name ('small', ...) plus overrides, e.g. 'small,B=512'.")
     size: dict[str, int]
-    batch_key: str | None = Field(None, description="Size key counted as samples for the throughput.")
+    throughput_keys: list[str] | None = Field(
+        None, description="Size keys whose product is the items per call (null: no throughput)."
+    )
+    throughput_unit: str = Field("samples", description="What the throughput counts, e.g. 'samples' or 'tokens'.")
     dtype: Literal["fp32", "bf16", "fp16"]
     device: str
     status: Status = Field(description="Worst status of the loss row (not of the baselines).")

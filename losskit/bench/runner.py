@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,6 @@ from losskit.bench.cases import (
     LOSS_IMPL,
     DTYPES,
     Impl,
-    batch_key,
     build_impls,
     check_size_keys,
     config_json,
@@ -20,6 +20,7 @@ from losskit.bench.cases import (
     is_oom,
     resolve_device,
     resolve_size,
+    throughput_keys,
 )
 from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
 from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios, Status
@@ -102,6 +103,7 @@ def run_case(
     baselines: bool = True,
     seed: int = 0,
     memory_timeout: float | None = 1800.0,
+    strict_size: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> CaseResult:
     """Benchmark one registered loss and its baselines on the same inputs.
@@ -110,8 +112,8 @@ def run_case(
     time (median and IQR of ``repeat`` measurements after ``warmup`` calls, see
     :func:`~losskit.bench.time_callable`), peak extra memory of one forward+backward
     (CUDA: ``max_memory_allocated``; CPU: RSS peak in an isolated process, see
-    :mod:`losskit.bench.memory`), throughput in samples/s (the size's ``B`` or ``N``
-    key over the forward+backward median) and the ratios losskit / baseline.
+    :mod:`losskit.bench.memory`), throughput (items per second of forward+backward:
+    the product of the spec's ``throughput_keys``, by default the ``B`` or ``N`` size) and the ratios losskit / baseline.
 
     Forward is timed with autograd recording (as in training). Backward
     differentiates the inputs that ``requires_grad`` plus the loss's own parameters.
@@ -130,6 +132,8 @@ def run_case(
         baselines: also time the spec's baselines.
         seed: seed of the input generator.
         memory_timeout: seconds before the CPU memory process is abandoned.
+        strict_size: reject ``size`` override keys this loss does not have
+            (:func:`run_cases` checks them against all its losses instead).
         on_step: called with a short description after each implementation is timed (progress).
 
     Returns:
@@ -143,6 +147,8 @@ def run_case(
     """
     _check_args(dtype, repeat)
     spec = get_spec(name)
+    if strict_size and isinstance(size, str):
+        check_size_keys([spec], size)
     dev = resolve_device(device)
     size_label, dims = resolve_size(spec, size)
     cfg = config_json(config, spec)
@@ -168,15 +174,16 @@ def run_case(
         _free(dev)
     if memory and dev.type == "cpu":
         rows = _with_cpu_memory(spec, rows, cfg, dims, dtype, seed, memory_timeout)
-    key = batch_key(dims)
-    rows = [_with_throughput(r, dims[key] if key else None) for r in rows]
+    keys = throughput_keys(spec, dims)
+    rows = [_with_throughput(r, math.prod(dims[k] for k in keys) if keys else None) for r in rows]
     return CaseResult(
         loss=name,
         qualified_name=spec.qualified_name,
         config=cfg,
         size_label=size_label,
         size=dims,
-        batch_key=key,
+        throughput_keys=list(keys) if keys else None,
+        throughput_unit=spec.throughput_unit,
         dtype=dtype,  # type: ignore[arg-type]
         device=str(dev),
         status=rows[0].status,
@@ -263,5 +270,5 @@ def run_cases(
 
         for n in selected:
             for s in sizes:
-                results.append(run_case(n, size=s, on_step=on_step, **kwargs))
+                results.append(run_case(n, size=s, strict_size=False, on_step=on_step, **kwargs))
     return results

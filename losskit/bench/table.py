@@ -8,7 +8,7 @@ from losskit.bench.results import CaseResult, ImplResult, Timing
 
 __all__ = ["HEADER", "format_bytes", "format_time", "markdown_table", "table_rows", "text_table"]
 
-HEADER = ["loss", "size", "impl", "fwd", "fwd+bwd", "peak mem", "samples/s", "time ratio", "mem ratio"]
+HEADER = ["loss", "size", "impl", "fwd", "fwd+bwd", "peak mem", "throughput", "time ratio", "mem ratio"]
 
 LEGEND = (
     "times: median per call [iqr = interquartile range / median]; peak mem: extra memory of one fwd+bwd; "
@@ -60,7 +60,7 @@ def _row(case: CaseResult, r: ImplResult, first: bool) -> list[str]:
         _time_cell(r.forward),
         _time_cell(r.forward_backward),
         _mem_cell(r),
-        f"{r.throughput:.3g}" if r.throughput is not None else "-",
+        f"{r.throughput:.3g} {case.throughput_unit}/s" if r.throughput is not None else "-",
         fmt(ratio.forward_backward) if ratio else "",
         fmt(ratio.memory) if ratio else "",
     ]

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Time every named loss (default: all that declare example inputs) and its baselines on the same "
             "inputs: median and IQR of forward and forward+backward after warm-up, peak extra memory of one "
-            "forward+backward, samples/s, and losskit/baseline ratios."
+            "forward+backward, throughput (samples/s, tokens/s, ...), and losskit/baseline ratios."
         ),
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="loss names (short or plugin:loss); default: all")

@@ -64,4 +64,12 @@ SIZES = {"tiny": {"B": 4, "K": ALLOC_K}, "small": {"B": 8, "K": ALLOC_K}}
 @losskit.hookimpl
 def register_losses(register):
     register("alloc", AllocLoss, config=ProbeConfig, example_inputs=inputs, sizes=SIZES, baselines={"hog": hog, "broken": broken})
-    register("killer", KillerLoss, config=ProbeConfig, example_inputs=inputs, sizes=SIZES)
+    register(
+        "killer",
+        KillerLoss,
+        config=ProbeConfig,
+        example_inputs=inputs,
+        sizes=SIZES,
+        throughput_keys=("B", "K"),
+        throughput_unit="cells",
+    )

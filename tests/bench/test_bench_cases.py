@@ -7,7 +7,7 @@ import torch
 
 import losskit
 from losskit.bench import is_oom, parse_size, resolve_device
-from losskit.bench.cases import batch_key, check_size_keys, resolve_size
+from losskit.bench.cases import check_size_keys, resolve_size, throughput_keys
 
 
 @pytest.mark.parametrize(
@@ -49,10 +49,11 @@ def test_resolve_size_errors_name_the_loss_and_choices():
         check_size_keys([spec], "Q=3")
 
 
-def test_batch_key():
-    assert batch_key({"B": 2, "D": 3}) == "B"
-    assert batch_key({"N": 2, "C": 3}) == "N"
-    assert batch_key({"T": 2}) is None
+def test_throughput_keys_default_to_B_then_N():
+    spec = losskit.get_spec("focal")  # declares no throughput_keys
+    assert throughput_keys(spec, {"B": 2, "D": 3}) == ("B",)
+    assert throughput_keys(spec, {"N": 2, "C": 3}) == ("N",)
+    assert throughput_keys(spec, {"T": 2}) is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")

@@ -36,7 +36,7 @@ def test_ratios_throughput_and_config_come_from_the_same_run():
     ratio = case.ratios[base.impl]
     assert ratio.forward == pytest.approx(main.forward.median_s / base.forward.median_s)
     assert ratio.forward_backward == pytest.approx(main.forward_backward.median_s / base.forward_backward.median_s)
-    assert case.batch_key == "N"
+    assert case.throughput_keys == ["N"] and case.throughput_unit == "samples"
     assert main.throughput == pytest.approx(case.size["N"] / main.forward_backward.median_s)
     assert case.config == {"reduction": "mean", "alpha": 0.25, "gamma": 1.5}
     with pytest.raises(KeyError, match="no implementation 'nope'"):
@@ -74,6 +74,30 @@ def test_inputs_that_do_not_fit_make_every_row_oom():
     case = run_case("focal", size="N=100000000,C=10000000", memory=False, **FAST)
     assert [r.status for r in case.impls] == ["oom", "oom"]
     assert case.status == "oom"
+
+
+def test_declared_throughput_keys_multiply_and_name_the_unit(probe):
+    case = run_case("bench_probe:killer", size="tiny,B=6", memory=False, **FAST)
+    assert case.throughput_keys == ["B", "K"] and case.throughput_unit == "cells"
+    assert case.main.throughput == pytest.approx(6 * probe.ALLOC_K / case.main.forward_backward.median_s)
+    assert " cells/s" in text_table([case])
+
+
+def test_throughput_keys_must_exist_in_every_size_preset():
+    class Plugin:
+        @losskit.hookimpl
+        def register_losses(self, register):
+            spec = losskit.get_spec("focal")
+            register("bad_keys", spec.loss_class, config=spec.config_class, sizes=spec.sizes, throughput_keys=("N", "T"))
+
+    with pytest.warns(losskit.errors.PluginWarning, match=r"throughput_keys of 'bad_keys'.*missing in"):
+        with losskit.temporary_plugin(Plugin(), "bench_bad_keys") as info:
+            assert info.status == "failed"
+
+
+def test_single_case_rejects_unknown_size_keys():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['B'\]"):
+        run_case("focal", size="tiny,B=3")
 
 
 def test_run_cases_covers_names_and_sizes_and_checks_keys():
