@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plugins": ".catalog",
     "schema": ".catalog",
     "check": ".check",
+    "train": ".train",
     "bench": ".bench",
 }
 
