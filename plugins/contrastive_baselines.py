@@ -1,0 +1,62 @@
+"""Reference implementations timed side by side with the contrastive losses by
+``losskit bench`` and ``benchmarks/contrastive_*.py``. Each takes the loss's inputs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["dense_ce_clip", "dense_siglip", "info_nce_reference", "three_matmul_floor"]
+
+_CLIP_SCALE = 1 / 0.07
+
+
+def dense_ce_clip(image_features: Tensor, text_features: Tensor, **_: object) -> Tensor:
+    """The straightforward open_clip ``ClipLoss``: two ``F.cross_entropy`` over ``[B, B]`` logits."""
+    img, txt = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+    logits_per_image = _CLIP_SCALE * img @ txt.T  # [B, B]
+    logits_per_text = logits_per_image.T
+    labels = torch.arange(img.shape[0], device=img.device)
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+def dense_siglip(image_features: Tensor, text_features: Tensor, **_: object) -> Tensor:
+    """The straightforward open_clip ``SigLipLoss`` (scale 10, bias -10)."""
+    img, txt = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+    logits = 10.0 * img @ txt.T - 10.0  # [B, B]
+    labels = 2 * torch.eye(img.shape[0], device=img.device, dtype=logits.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / img.shape[0]
+
+
+def info_nce_reference(query: Tensor, positive_key: Tensor, negative_keys: Tensor | None = None, **_: object) -> Tensor:
+    """info-nce-pytorch's ``info_nce`` (temperature 0.1; in-batch mode without negatives)."""
+    q, k = F.normalize(query, dim=-1), F.normalize(positive_key, dim=-1)
+    if negative_keys is None:
+        return F.cross_entropy(q @ k.T / 0.1, torch.arange(q.shape[0], device=q.device))
+    n = F.normalize(negative_keys, dim=-1)
+    pos = (q * k).sum(1, keepdim=True)  # [N, 1]
+    negs = q @ n.T if n.dim() == 2 else torch.einsum("nd,nmd->nm", q, n)  # [N, M]
+    logits = torch.cat([pos, negs], 1) / 0.1
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+class _MatmulFloor(torch.autograd.Function):
+    """Forward ``x @ y.T``; backward ``S @ y`` and ``S.T @ x``: exactly three B x B x D products."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        s = x @ y.T  # [B, B]
+        ctx.save_for_backward(x, y, s)
+        return s.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, y, s = ctx.saved_tensors
+        return s @ y, s.T @ x
+
+
+def three_matmul_floor(image_features: Tensor, text_features: Tensor, **_: object) -> Tensor:
+    """The work every exact contrastive loss must do: the logits matmul in forward and the
+    two gradient matmuls in backward, and nothing else (its value is 0)."""
+    return _MatmulFloor.apply(image_features, text_features)

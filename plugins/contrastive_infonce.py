@@ -1,0 +1,115 @@
+"""``infonce``: one-directional InfoNCE with in-batch and explicit negatives in one denominator
+(van den Oord et al. 2018; conventions of info-nce-pytorch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import losskit
+from losskit.checks import check_float, check_index, check_same_device, check_size
+from losskit.loss import reduce
+from losskit_plugins.contrastive_common import ContrastiveLoss, check_features, check_group_ids, dtype_of, layout, prepare
+from losskit_plugins.contrastive_config import InfoNCEConfig
+from losskit_plugins.contrastive_softmax import softmax_directions
+
+__all__ = ["InfoNCELoss"]
+
+
+class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
+    """InfoNCE of queries against keys.
+
+    Call: ``loss(query [N, D], positive_key [N, D], negative_keys=None, *,
+    positive_mask=None [N, N] bool, group_ids=None [N])``; ``negative_keys`` is
+    ``[M, D]`` (shared by every query) or ``[N, M, D]`` (per query).
+
+    Row ``i``'s logits are ``query_i . key / temperature`` (features L2-normalised
+    when ``normalize``) over the in-batch keys (``in_batch_negatives``: every key that
+    is not a positive of ``i`` is a negative) and the explicit ``negative_keys``, all in
+    the same denominator. Positives: key ``i`` by default, or ``positive_mask[i, j]``,
+    or equal ``group_ids`` (pass at most one of the two). With several positives the
+    row's loss is the mean over positives of ``-log softmax`` of that positive among
+    itself and the negatives (other positives are never in its denominator; see
+    :class:`~losskit_plugins.contrastive_clip.ClipLoss` for why). A row without any
+    positive gives 0 and is left out of the ``"mean"``; a positive without negatives
+    scores 0.
+
+    Compatibility with info-nce-pytorch ``InfoNCE(temperature=0.1,
+    negative_mode=...)``: with ``negative_keys`` and ``in_batch_negatives=False`` the
+    value is identical; without ``negative_keys`` it equals its in-batch mode.
+
+    ``symmetric``: also score keys against queries over the in-batch part and average
+    both directions (per sample). ``hard_negative_beta``/``debias_tau_plus``: see
+    :mod:`losskit_plugins.contrastive_softmax`. The temperature is fixed by default
+    (read from the config at every call); ``learnable_temperature`` makes it a
+    parameter ``log_logit_scale``.
+
+    Metrics: ``accuracy_q2k`` (and ``accuracy_k2q``), ``positive_logit``,
+    ``negative_logit`` (in-batch), ``logit_scale``, ``temperature``.
+    """
+
+    config_class = InfoNCEConfig
+
+    def _run(  # type: ignore[override]
+        self,
+        query: Tensor,
+        positive_key: Tensor,
+        negative_keys: Tensor | None = None,
+        *,
+        positive_mask: Tensor | None = None,
+        group_ids: Tensor | None = None,
+        metrics: bool,
+    ) -> losskit.LossOutput:
+        q, k = check_features(query, positive_key, "query", "positive_key")
+        n, d = q.shape
+        negs = _check_negatives(negative_keys, n, d, q.device)
+        mask = _check_mask(positive_mask, n, q.device)
+        groups = check_group_ids(group_ids, n, q.device)
+        if mask is not None and groups is not None:
+            raise ValueError("positive_mask, group_ids: pass at most one of them")
+        cfg = self.config
+        gather = self.gathering()
+        if gather and negs is not None and not cfg.local_loss:
+            raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")
+        dtype = dtype_of(q, k, negs)
+        a, b = prepare(q, cfg.normalize, dtype), prepare(k, cfg.normalize, dtype)
+        extra = None if negs is None else prepare(negs, cfg.normalize, dtype)
+        scale = self.scale(dtype, a.device)
+        ab, ba = layout(a, b, groups, gather=gather, local_loss=cfg.local_loss, mask=mask)
+        scored = softmax_directions(
+            ab, ba, scale, None, cfg,
+            want_ab=True, want_ba=cfg.symmetric, metrics=metrics, names=("q2k", "k2q"),
+            extra=extra, in_batch_negatives=cfg.in_batch_negatives,
+        )
+        assert scored.ab is not None
+        per_sample = scored.ab if scored.ba is None else (scored.ab + scored.ba) / 2  # [N]
+        normalizer = scored.has_positive.sum().clamp_min(1).to(per_sample.dtype)
+        parts = {"query_to_key": scored.ab} | ({} if scored.ba is None else {"key_to_query": scored.ba})
+        return losskit.LossOutput(
+            loss=reduce(per_sample, cfg.reduction, normalizer=normalizer),
+            parts={name: reduce(v, cfg.reduction, normalizer=normalizer) for name, v in parts.items()},
+            metrics={**scored.metrics, **(self.scale_metrics(scale, None) if metrics else {})},
+        )
+
+
+def _check_negatives(t: Any, n: int, d: int, device: torch.device) -> Tensor | None:
+    if t is None:
+        return None
+    check_float(t, "negative_keys", (2, 3), layout="[M, D] or [N, M, D]")
+    check_size(t, "negative_keys", t.dim() - 1, d, "the feature dim of query")
+    if t.dim() == 3:
+        check_size(t, "negative_keys", 0, n, "the batch size of query")
+    check_same_device(query=torch.empty(0, device=device), negative_keys=t)
+    return t
+
+
+def _check_mask(t: Any, n: int, device: torch.device) -> Tensor | None:
+    if t is None:
+        return None
+    check_index(t, "positive_mask", 2, layout="[N, N]", allow_bool=True)
+    if tuple(t.shape) != (n, n):
+        raise ValueError(f"positive_mask: expected shape ({n}, {n}) ([N, N], N = batch size), got {tuple(t.shape)}")
+    check_same_device(query=torch.empty(0, device=device), positive_mask=t)
+    return t.bool()
