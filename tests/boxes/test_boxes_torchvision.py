@@ -115,7 +115,7 @@ def test_bit_identical_to_torchvision_including_ties(kind: str) -> None:
     pred, target = random_xyxy(3000, 10), random_xyxy(3000, 11)
     pred[:500, 0], pred[:500, 2] = target[:500, 0], target[:500, 2]  # same left and right edges
     pred[500:1000, 1] = target[500:1000, 1]  # same top edge
-    pred[500:1000, 3] = torch.maximum(pred[500:1000, 3], pred[500:1000, 1])
+    pred[500:1000, 3] = torch.maximum(pred[500:1000, 3], pred[500:1000, 1] + 0.01)  # keep a height
     upstream = torch.randn(3000, generator=torch.Generator().manual_seed(12))
     ours = losskit.build("bbox", l1_weight=0.0, iou_loss=kind, reduction="none")
     v1, gp1, gt1 = grads(ours, pred, target, upstream)
