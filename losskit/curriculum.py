@@ -157,13 +157,16 @@ class Curriculum:
         return errors
 
     def _check_bounds(self, path: str, schedule: Any) -> list[tuple[str, str]]:
+        """The field's own bounds against the schedule's extremes. Rules across fields (errors
+        without a field path) depend on the other values at that step: :meth:`step` checks them."""
         for value in schedule.extremes():
             probe = self.loss.config.model_copy(deep=True)
             try:
                 _fields(probe)[path].assign(value)
             except ConfigError as exc:
-                reason = "; ".join(msg for _, msg in exc.errors)
-                return [(path, f"the schedule reaches {value!r}, which the field rejects: {reason}")]
+                reasons = [msg for where, msg in exc.errors if where]
+                if reasons:
+                    return [(path, f"the schedule reaches {value!r}, which the field rejects: {'; '.join(reasons)}")]
         return []
 
     def values(self, step: int) -> dict[str, float]:
@@ -183,14 +186,31 @@ class Curriculum:
         if step is None:
             step = 0 if self.last_step is None else self.last_step + 1
         values = self.values(step)
-        fields = _fields(self.loss.config)
-        for path, value in values.items():
-            if path in self._setters:
-                self._setters[path](value)
-            else:
-                fields[path].assign(value)
+        self._apply(values, step)
         self.last_step = step
         return values
+
+    def _apply(self, values: dict[str, float], step: int) -> None:
+        """Set every value; one rejected by a cross-field rule of the config (e.g. "not every term
+        off") is retried after the others, so the order of the paths does not matter."""
+        fields = _fields(self.loss.config)
+        pending = dict(values)
+        while pending:
+            failed: dict[str, ConfigError] = {}
+            for path, value in pending.items():
+                try:
+                    if path in self._setters:
+                        self._setters[path](value)
+                    else:
+                        fields[path].assign(value)
+                except ConfigError as exc:
+                    failed[path] = exc
+            if len(failed) == len(pending):
+                raise ConfigError([
+                    (path, f"at step {step} the value {pending[path]!r} is rejected: " + "; ".join(m for _, m in exc.errors))
+                    for path, exc in failed.items()
+                ])
+            pending = {path: pending[path] for path in failed}
 
     def state_dict(self) -> dict[str, Any]:
         """``{"last_step": int, "schedules": {path: schedule dict}}``, for checkpoints."""

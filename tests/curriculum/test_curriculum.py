@@ -149,3 +149,25 @@ def test_load_schedules_errors_carry_the_file_path(tmp_path):
     path.write_text("curriculum: [1, 2]\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_schedules(path)
+
+
+def test_values_that_only_work_together_are_set_in_any_order():
+    """bbox rejects a config with every term off; swapping the two terms at one step must work."""
+    loss = losskit.build("bbox", iou_weight=1.0, l1_weight=0.0)
+    swap = {
+        "iou_weight": {"kind": "step", "milestones": [3], "values": [1.0, 0.0]},
+        "l1_weight": {"kind": "step", "milestones": [3], "values": [0.0, 1.0]},
+    }
+    curriculum = Curriculum(loss, swap)
+    curriculum.step(3)
+    assert (loss.config.iou_weight, loss.config.l1_weight) == (0.0, 1.0)
+    curriculum.step(0)
+    assert (loss.config.iou_weight, loss.config.l1_weight) == (1.0, 0.0)
+
+
+def test_a_combination_the_config_rejects_names_the_step():
+    loss = losskit.build("bbox")
+    off = {"kind": "piecewise", "points": [[0, 1.0], [10, 0.0]]}
+    curriculum = Curriculum(loss, {"iou_weight": off, "l1_weight": off})
+    with pytest.raises(ConfigError, match="at step 10 the value 0.0 is rejected: .*every term is off"):
+        curriculum.step(10)
