@@ -23,6 +23,7 @@ the reference implementations' ``exp`` overflows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,21 +72,23 @@ def multi_positive_loss(
     Rows without positives give 0; a positive with no negatives gives 0.
     """
     n_neg = neg.sum(1).to(s.dtype)  # [R]
+    log_n = torch.log(n_neg.clamp_min(1))  # rows without negatives are set to -inf below
     if beta > 0:
-        log_ng = torch.log(n_neg) + masked_logsumexp((1 + beta) * s, neg) - masked_logsumexp(beta * s, neg)
+        log_ng = log_n + masked_logsumexp((1 + beta) * s, neg) - masked_logsumexp(beta * s, neg)
     else:
         log_ng = masked_logsumexp(s, neg)
     log_ng = log_ng[:, None].expand_as(s)  # [R, C] (per positive column)
     if tau_plus > 0:
-        d = torch.log(tau_plus * n_neg)[:, None] + s - log_ng  # log(tau+ n e^{s_p}) - log Ng
+        d = math.log(tau_plus) + log_n[:, None] + s - log_ng  # log(tau+ n e^{s_p}) - log Ng
         ok = d < 0
         d_safe = torch.where(ok, d, torch.full_like(d, -1.0))
         log_ng = torch.where(ok, log_ng + torch.log(-torch.expm1(d_safe)), torch.full_like(d, _NEG_INF))
         log_ng = log_ng - torch.log1p(torch.tensor(-tau_plus, dtype=s.dtype))
     if beta > 0 or tau_plus > 0:
         assert floor_logit is not None
-        floor = (torch.log(n_neg) + floor_logit)[:, None]
+        floor = (log_n + floor_logit)[:, None]
         log_ng = torch.maximum(log_ng, floor.expand_as(log_ng))
+    log_ng = torch.where((n_neg > 0)[:, None], log_ng, torch.full_like(log_ng, _NEG_INF))
     per_pos = softplus(log_ng - s).masked_fill(~pos, 0.0)  # [R, C]
     n_pos = pos.sum(1).to(s.dtype)
     loss = (1 - label_smoothing) * per_pos.sum(1) / n_pos.clamp_min(1)
