@@ -25,9 +25,10 @@ from losskit_plugins.boxes_inputs import (
     Degenerate,
     check_boxes,
     check_num_boxes,
+    cast_saturating,
     check_weights,
     clamp_degenerate,
-    to_float32_saturating,
+    compute_dtype,
     to_rows,
     validate_values,
 )
@@ -141,27 +142,15 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
                 raise ValueError(f"num_boxes: only used by reduction='mean', got reduction={cfg.reduction!r}")
             normalizer = check_num_boxes(num_boxes, pred.device)
 
-        dtype = torch.promote_types(to_float32_saturating(pred[:0]).dtype, to_float32_saturating(target[:0]).dtype)
-        pred = to_float32_saturating(pred).to(dtype)
-        target = to_float32_saturating(target).to(dtype)
-        if weights is not None:
-            weights = to_float32_saturating(weights).to(dtype)
-
         use_l1 = cfg.l1_weight > 0
         use_iou = cfg.iou_loss != "none" and cfg.iou_weight > 0
-        pred_rows, target_rows = to_rows(pred, cfg.box_format), to_rows(target, cfg.box_format)  # [4, N] xyxy
-        finite = {"pred": pred, "target": target} | ({"weights": weights} if weights is not None else {})
-        ordered = None
-        if cfg.degenerate == "raise":
-            ordered = {"pred": (pred_rows, cfg.box_format), "target": (target_rows, cfg.box_format)}
-        validate_values(finite, finite=cfg.check_finite, ordered=ordered)
-        if cfg.degenerate == "clamp":
-            pred_rows, target_rows = clamp_degenerate(pred_rows), clamp_degenerate(target_rows)
+        out_dtype = compute_dtype(pred, target)
+        pred, target, pred_rows, target_rows, weights = self._prepare(pred, target, weights, out_dtype)
 
         def finish(values: Tensor) -> Tensor:
             if weights is not None:
                 values = values * weights
-            return reduce(values, cfg.reduction, normalizer=normalizer)
+            return cast_saturating(reduce(values, cfg.reduction, normalizer=normalizer), out_dtype)
 
         parts: dict[str, Tensor] = {}
         terms: list[Tensor] = []  # weighted per-box terms [N]
@@ -180,8 +169,41 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
             with torch.no_grad():
                 _, iou = box_iou_loss(pred_rows.detach(), target_rows.detach(), "iou", cfg.eps)
         total = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # the config guarantees one or two
-        mean_iou = iou.sum() / max(n, 1)
+        mean_iou = (iou.sum() / max(n, 1)).to(out_dtype)
         return losskit.LossOutput(loss=finish(total), parts=parts, metrics={"mean_iou": mean_iou})
+
+    def _prepare(
+        self, pred: Tensor, target: Tensor, weights: Tensor | None, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """Cast, convert, check and (under ``clamp``) repair the boxes.
+
+        Returns ``(pred, target, pred_rows, target_rows, weights)``: the boxes ``[N, 4]``
+        in ``box_format`` and as xyxy coordinate rows ``[4, N]``, in the compute dtype
+        (float32, or float64 for float64 inputs and for fp32 coordinates beyond
+        :data:`WIDE_ABOVE`, whose areas would overflow float32).
+        """
+        cfg = self.config
+        raw = {"pred": pred, "target": target} | ({"weights": weights} if weights is not None else {})
+
+        def convert(dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            p, t = cast_saturating(pred, dtype), cast_saturating(target, dtype)
+            return p, t, to_rows(p, cfg.box_format), to_rows(t, cfg.box_format)  # [4, N] xyxy rows
+
+        p, t, p_rows, t_rows = convert(dtype)
+        raising = cfg.degenerate == "raise"
+
+        def order() -> dict[str, tuple[Tensor, BoxFormat]] | None:
+            return {"pred": (p_rows, cfg.box_format), "target": (t_rows, cfg.box_format)} if raising else None
+
+        wide = validate_values(raw, finite=cfg.check_finite, ordered=order(), wide=("pred", "target"))
+        if wide and dtype == torch.float32:
+            p, t, p_rows, t_rows = convert(torch.float64)
+            dtype = torch.float64
+            if raising:  # float64 conversion can resolve an inversion that float32 rounded away
+                validate_values(raw, finite=False, ordered=order())
+        if not raising:
+            p_rows, t_rows = clamp_degenerate(p_rows), clamp_degenerate(t_rows)
+        return p, t, p_rows, t_rows, cast_saturating(weights, dtype) if weights is not None else None
 
 
 def example_inputs(

@@ -21,8 +21,10 @@ __all__ = [
     "check_boxes",
     "check_num_boxes",
     "check_weights",
+    "WIDE_ABOVE",
+    "cast_saturating",
     "clamp_degenerate",
-    "to_float32_saturating",
+    "compute_dtype",
     "to_rows",
     "validate_values",
 ]
@@ -30,30 +32,40 @@ __all__ = [
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Degenerate = Literal["raise", "clamp"]
 
-_REDUCED = (torch.float16, torch.bfloat16)
+
+#: Above this coordinate magnitude fp32 areas and squared diagonals may overflow
+#: (fp32 max ~3.4e38): such calls are computed in float64 instead.
+WIDE_ABOVE = 1e18
 
 
-class _SaturatingUpcast(torch.autograd.Function):
-    """fp16/bf16 -> fp32; the backward casts the gradient back saturating at the dtype's largest finite value."""
+class _SaturatingCast(torch.autograd.Function):
+    """``t.to(dtype)`` whose values and gradients saturate at the narrower dtype's largest finite value."""
 
     @staticmethod
-    def forward(ctx: Any, t: Tensor) -> Tensor:
+    def forward(ctx: Any, t: Tensor, dtype: torch.dtype) -> Tensor:
         ctx.dtype = t.dtype
-        return t.float()
+        big = torch.finfo(dtype).max
+        return (t.clamp(-big, big) if torch.finfo(t.dtype).max > big else t).to(dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         big = torch.finfo(ctx.dtype).max
-        return grad.clamp(-big, big).to(ctx.dtype)
+        return (grad.clamp(-big, big) if torch.finfo(grad.dtype).max > big else grad).to(ctx.dtype), None
 
 
-def to_float32_saturating(t: Tensor) -> Tensor:
-    """Upcast fp16/bf16 to fp32 (other dtypes pass through).
+def cast_saturating(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, differentiable; nothing overflows to ``inf`` on the way, in either direction.
 
-    Unlike ``Tensor.float()``, a gradient too large for the input's dtype (e.g. above
-    65504 for fp16) comes back as that dtype's largest finite value, not ``inf``.
+    A value beyond ``dtype``'s range becomes its largest finite value; in the backward,
+    a gradient too large for ``t``'s dtype (e.g. above 65504 for fp16) becomes that
+    dtype's largest finite value, where ``Tensor.to`` would give ``inf``.
     """
-    return _SaturatingUpcast.apply(t) if t.dtype in _REDUCED else t
+    return t if t.dtype == dtype else _SaturatingCast.apply(t, dtype)
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32 (fp16/bf16 are computed in fp32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def check_boxes(pred: object, target: object) -> tuple[Tensor, Tensor]:
@@ -109,20 +121,6 @@ def to_rows(boxes: Tensor, box_format: BoxFormat) -> Tensor:
     return xyxy.t().contiguous()
 
 
-def _first_bad(mask: Tensor) -> tuple[int, int]:
-    """(first index, count) of the True entries of ``mask [N]``."""
-    rows = mask.nonzero().flatten()
-    return int(rows[0]), int(rows.numel())
-
-
-def _nonfinite(t: Tensor) -> Tensor:
-    """0-d bool: ``t`` holds NaN or inf (one min/max pass; both propagate NaN)."""
-    if t.numel() == 0:
-        return torch.zeros((), dtype=torch.bool, device=t.device)
-    lo, hi = torch.aminmax(t.detach())
-    return ~(torch.isfinite(lo) & torch.isfinite(hi))
-
-
 def _unordered(rows: Tensor) -> Tensor:
     """``[2, N]`` bool of ``[4, N]`` xyxy rows: ``x2 < x1`` (row 0), ``y2 < y1`` (row 1)."""
     return rows[2:] < rows[:2]
@@ -133,32 +131,58 @@ def validate_values(
     *,
     finite: bool,
     ordered: dict[str, tuple[Tensor, BoxFormat]] | None = None,
-) -> None:
+    wide: tuple[str, ...] = (),
+) -> bool:
     """Check values with one device synchronisation; on failure, find and name the culprit.
 
     Args:
         named: tensors (first dimension = box index) whose entries must be finite.
-        finite: check finiteness at all.
+        finite: check finiteness at all (one min/max pass per tensor; NaN propagates).
         ordered: ``{name: (rows [4, N], original_format)}`` whose boxes must have
             ``x1 <= x2`` and ``y1 <= y2`` (the ``degenerate="raise"`` policy).
+        wide: names in ``named`` whose magnitude is compared with :data:`WIDE_ABOVE`
+            (only when ``finite``: the same min/max pass).
+
+    Returns:
+        Whether some tensor named in ``wide`` holds a value beyond :data:`WIDE_ABOVE`.
     """
     ordered = ordered or {}
-    flags = [_nonfinite(t) for t in named.values()] if finite else []
-    flags += [_unordered(rows.detach()).any() for rows, _ in ordered.values()]
-    if not flags or not bool(torch.stack(flags).any()):
-        return
+    bad: list[Tensor] = []
+    large: list[Tensor] = []
     if finite:
         for name, t in named.items():
-            bad = ~torch.isfinite(t.detach())
-            if bad.any():
-                index, count = _first_bad(bad.reshape(t.shape[0], -1).any(1))
-                raise ValueError(
-                    f"{name}: expected finite values, got NaN or inf at index {index} ({count} row(s) in all)"
-                )
+            if t.numel() == 0:
+                continue
+            lo, hi = torch.aminmax(t.detach())
+            bad.append(~(torch.isfinite(lo) & torch.isfinite(hi)))
+            if name in wide:
+                large.append(torch.maximum(-lo, hi) > WIDE_ABOVE)
+    bad += [_unordered(rows.detach()).any() for rows, _ in ordered.values()]
+    if not bad:
+        return False
+    flags = torch.stack(bad + large).tolist()  # the one synchronisation
+    if any(flags[: len(bad)]):
+        _raise_bad_values(named if finite else {}, ordered)
+    return any(flags[len(bad) :])
+
+
+def _first_bad(mask: Tensor) -> tuple[int, int]:
+    """(first index, count) of the True entries of ``mask [N]``."""
+    rows = mask.nonzero().flatten()
+    return int(rows[0]), int(rows.numel())
+
+
+def _raise_bad_values(named: dict[str, Tensor], ordered: dict[str, tuple[Tensor, BoxFormat]]) -> None:
+    """Raise a ValueError naming the first tensor and box index that failed :func:`validate_values`."""
+    for name, t in named.items():
+        nonfinite = ~torch.isfinite(t.detach())
+        if nonfinite.any():
+            index, count = _first_bad(nonfinite.reshape(t.shape[0], -1).any(1))
+            raise ValueError(f"{name}: expected finite values, got NaN or inf at index {index} ({count} row(s) in all)")
     for name, (rows, fmt) in ordered.items():
-        bad = _unordered(rows.detach()).any(0)
-        if bad.any():
-            index, count = _first_bad(bad)
+        inverted = _unordered(rows.detach()).any(0)
+        if inverted.any():
+            index, count = _first_bad(inverted)
             corners = [round(v, 6) for v in rows[:, index].detach().tolist()]
             via = "" if fmt == "xyxy" else f" (converted from {fmt})"
             raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -61,23 +62,25 @@ def test_giou_loss_lies_in_0_2_and_iou_loss_in_0_1(boxes) -> None:
     assert (giou >= iou - 1e-12).all()  # the enclosing-box penalty is >= 0
 
 
-def finite_coords(dtype, bound: float):
-    special = st.sampled_from([0.0, -0.0, 1.0, bound, -bound, 1e-3, 2.0**-14])
-    values = st.one_of(special, st.floats(-bound, bound, allow_nan=False, allow_infinity=False, width=32))
-    return arrays(dtype, st.tuples(st.integers(0, 6), st.just(4)), elements=values)
+def finite_coords():
+    """``[n, 4]`` float32 arrays of any finite values, extremes and subnormals included."""
+    big = float(np.finfo(np.float32).max)
+    special = st.sampled_from([0.0, -0.0, 1.0, 1e-3, 2.0**-14, 1e-40, 1e18, 1e30, big, -big])
+    values = st.one_of(special, st.floats(allow_nan=False, allow_infinity=False, width=32))
+    return arrays("float32", st.tuples(st.integers(0, 6), st.just(4)), elements=values)
 
 
 @given(
-    pred=finite_coords("float32", 1e6),
+    pred=finite_coords(),
     data=st.data(),
-    dtype=st.sampled_from([torch.float32, torch.float16]),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
     kind=st.sampled_from(["iou", "giou", "diou", "ciou"]),
     fmt=st.sampled_from(["xyxy", "xywh", "cxcywh"]),
 )
 def test_no_nan_or_inf_under_clamp_for_any_finite_input(pred, data, dtype, kind: str, fmt: str) -> None:
     n = pred.shape[0]
-    target = data.draw(finite_coords("float32", 1e6).filter(lambda a: a.shape[0] == n) | st.just(pred.copy()))
-    bound = 6e4 if dtype == torch.float16 else 1e6  # fp16's range
+    target = data.draw(finite_coords().filter(lambda a: a.shape[0] == n) | st.just(pred.copy()))
+    bound = torch.finfo(dtype).max  # stay finite in dtype
     p = torch.from_numpy(pred).clamp(-bound, bound).to(dtype).requires_grad_(True)
     t = torch.from_numpy(target).clamp(-bound, bound).to(dtype).requires_grad_(True)
     loss = losskit.build("bbox", iou_loss=kind, box_format=fmt, degenerate="clamp", smooth_l1_beta=0.1)
@@ -109,3 +112,17 @@ def test_empty_batch_with_num_boxes() -> None:
     assert value.item() == 0.0
     value.backward()
     assert pred.grad is not None and pred.grad.shape == (0, 4)
+
+
+@pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
+def test_huge_fp32_coordinates_are_computed_in_float64(kind: str) -> None:
+    # areas of 1e50 overflow float32; the loss switches to float64 and stays scale-invariant
+    pred = torch.tensor([[0.1, 0.2, 0.6, 0.7], [0.0, 0.0, 1.0, 2.0]])
+    target = torch.tensor([[0.3, 0.1, 0.5, 0.9], [2.0, 1.0, 3.0, 1.5]])
+    loss = losskit.build("bbox", iou_loss=kind, l1_weight=0.0, reduction="none")
+    scaled = (pred * 1e25).requires_grad_(True)
+    value = loss(scaled, target * 1e25)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, loss(pred, target), rtol=1e-5, atol=1e-5)
+    (grad,) = torch.autograd.grad(value.sum(), scaled)
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().max() > 0
