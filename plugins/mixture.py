@@ -208,8 +208,10 @@ def example_inputs(
     return losskit.Inputs((inputs,), {})
 
 
-#: per default term, its dims at each bench/conformance size (token_ce [B, T, V], bbox [N])
+#: per default term, its dims at each bench/conformance size (clip [B, D], token_ce [B, T, V], bbox [N])
 _TERM_SIZES = {
+    "itc": {"tiny": {"B": 4, "D": 3}, "small": {"B": 256, "D": 128},
+            "medium": {"B": 1024, "D": 256}, "large": {"B": 4096, "D": 512}},
     "lm": {"tiny": {"B": 2, "T": 4, "V": 5}, "small": {"B": 4, "T": 128, "V": 4096},
            "medium": {"B": 2, "T": 512, "V": 32000}, "large": {"B": 1, "T": 2048, "V": 32000}},
     "box": {"tiny": {"N": 5}, "small": {"N": 256}, "medium": {"N": 1024}, "large": {"N": 4096}},
@@ -223,4 +225,12 @@ SIZES = {
 @losskit.hookimpl
 def register_losses(register):
     """Register ``mixture``."""
-    register("mixture", MixtureLoss, config=MixtureConfig, example_inputs=example_inputs, sizes=SIZES)
+    register(
+        "mixture",
+        MixtureLoss,
+        config=MixtureConfig,
+        example_inputs=example_inputs,
+        sizes=SIZES,
+        throughput_keys=("itc.B",),
+        throughput_unit="image-text pairs",
+    )

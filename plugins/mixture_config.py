@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_TERMS", "DWAOptions", "GradNormOptions", "MixtureConfig", "T
 Weighting = Literal["static", "uncertainty", "dwa", "gradnorm"]
 
 #: the default terms: a grounding model's image-text contrastive, token cross-entropy and box losses
-DEFAULT_TERMS = {"lm": {"name": "token_ce"}, "box": {"name": "bbox"}}
+DEFAULT_TERMS = {"itc": {"name": "clip"}, "lm": {"name": "token_ce"}, "box": {"name": "bbox"}}
 
 _TERM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: prefixes of the mixture's own metrics; a term may not be named like them
@@ -106,7 +106,7 @@ class MixtureConfig(losskit.LossConfig):
         validate_default=True,
         min_length=1,
         description="Term name -> registered loss spec ({name: ..., fields...}); validated recursively. "
-        "Default: a grounding model's lm=token_ce and box=bbox.",
+        "Default: the grounding mixture itc=clip, lm=token_ce, box=bbox.",
     )
     weights: dict[str, Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]] = Field(
         default_factory=dict,

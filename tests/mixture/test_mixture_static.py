@@ -127,7 +127,7 @@ def _focal_pair_inputs(size, *, dtype, device, generator):
     return losskit.Inputs(({"a": draw(), "b": draw()},), {})
 
 
-@pytest.mark.parametrize("weighting", ["static", "uncertainty", "dwa"])
+@pytest.mark.parametrize("weighting", ["static", "uncertainty"])
 def test_conformance_kit_on_a_focal_mixture(weighting):
     config = {
         "terms": {"a": {"name": "focal"}, "b": {"name": "focal", "gamma": 0.5, "reduction": "sum"}},
