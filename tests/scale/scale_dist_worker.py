@@ -1,0 +1,74 @@
+"""Worker of tests/scale/test_scale_distributed.py (a plain module so spawned processes can import it).
+
+Every process builds the same global batch from a seed, keeps its shard, runs the loss
+with ``distributed="gather"`` over a gloo process group and saves the loss and the
+gradients it sees.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import losskit
+
+SHARD = 3  # samples per rank
+DIM = 4
+
+#: (loss name, config, with group ids)
+CASES = [
+    ("clip", {"local_loss": False}, False),
+    ("clip", {"local_loss": True}, False),
+    ("clip", {"local_loss": True, "chunk_size": 2, "label_smoothing": 0.1, "logit_bias": -1.0}, True),
+    ("clip", {"local_loss": False, "chunk_size": 5, "direction": "image_to_text"}, True),
+    ("clip", {"local_loss": True, "hard_negative_beta": 0.5, "debias_tau_plus": 0.1}, True),
+    ("siglip", {"local_loss": True}, False),
+    ("siglip", {"local_loss": False, "chunk_size": 4}, True),
+    ("infonce", {"local_loss": True, "symmetric": True, "learnable_temperature": True}, False),
+    ("infonce", {"local_loss": False, "symmetric": True, "chunk_size": 3}, True),
+]
+
+
+def global_batch(case: int, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``[world * SHARD, DIM]`` features (float64) and global group ids, the same in every process."""
+    g = torch.Generator().manual_seed(1000 + case)
+    n = world * SHARD
+    img = torch.randn(n, DIM, generator=g, dtype=torch.float64)
+    txt = img + 0.5 * torch.randn(n, DIM, generator=g, dtype=torch.float64)
+    groups = torch.randint(0, max(2, n // 2), (n,), generator=g)
+    return img, txt, groups
+
+
+def run_case(case: int, img: torch.Tensor, txt: torch.Tensor, groups: torch.Tensor, distributed: str) -> dict:
+    """Loss and gradients (features, loss parameters) of one case on the given rows."""
+    name, cfg, with_groups = CASES[case]
+    loss_fn = losskit.build(name, distributed=distributed, **cfg).double()
+    img, txt = img.clone().requires_grad_(), txt.clone().requires_grad_()
+    kwargs = {"group_ids": groups} if with_groups else {}
+    loss = loss_fn(img, txt, **kwargs)
+    loss.backward()
+    return {
+        "loss": loss.detach(),
+        "img_grad": img.grad,
+        "txt_grad": txt.grad,
+        "param_grads": {n: p.grad for n, p in loss_fn.named_parameters()},
+    }
+
+
+def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        results = []
+        rows = slice(rank * SHARD, (rank + 1) * SHARD)
+        for case in range(len(CASES)):
+            img, txt, groups = global_batch(case, world)
+            results.append(run_case(case, img[rows], txt[rows], groups[rows], "gather"))
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
