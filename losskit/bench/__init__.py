@@ -26,7 +26,7 @@ from losskit.bench.machine import machine_info
 from losskit.bench.plot import plot_cases
 from losskit.bench.report import BenchReport, load_report, make_report, report_schema
 from losskit.bench.results import CaseResult, ImplResult, MachineInfo, MemoryResult, Ratios, Timing
-from losskit.bench.runner import run_case, run_cases
+from losskit.bench.runner import add_cpu_memory, run_case, run_cases
 from losskit.bench.table import format_bytes, format_time, markdown_table, text_table
 from losskit.bench.timing import make_step, time_callable
 
@@ -40,6 +40,7 @@ __all__ = [
     "MemoryResult",
     "Ratios",
     "Timing",
+    "add_cpu_memory",
     "format_bytes",
     "format_time",
     "is_oom",

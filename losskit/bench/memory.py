@@ -14,9 +14,9 @@ between implementations, so freed tensors leave the RSS and every implementation
 starts from the same floor. A warm-up call runs first; its one-time costs
 (thread pools, kernel caches) are not counted.
 
-The child runs one implementation after the other and reports each as a JSON line;
-if it dies (e.g. killed by the kernel's OOM killer) the implementation it was
-measuring is reported as ``oom`` and a new child measures the rest.
+One child measures a list of jobs (implementations of cases) one after the other
+and reports each as a JSON line; if it dies (e.g. killed by the kernel's OOM killer)
+the job it was on is reported as ``oom`` and a new child measures the rest.
 """
 
 from __future__ import annotations
@@ -101,36 +101,37 @@ def cpu_peak_bytes(step: Callable[[], Any]) -> tuple[int, str]:
     return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * scale, "ru_maxrss"
 
 
-def measure_cpu_memory(
-    request: Mapping[str, Any], labels: Sequence[str], *, timeout: float | None = None
-) -> dict[str, MemoryResult]:
-    """Measure ``labels`` (implementations of one case) in isolated child processes.
+def measure_cpu_memory(jobs: Sequence[Mapping[str, Any]], *, timeout: float | None = None) -> list[MemoryResult]:
+    """Measure every job in isolated child processes; one result per job, in order.
 
-    ``request`` describes the case: ``loss`` (qualified name), ``module`` (module that
-    defines the loss, imported and registered in the child when the name is not an
-    installed plugin's), ``config``, ``size``, ``dtype``, ``seed``, ``threads``.
+    A job is one implementation of one case: ``loss`` (qualified name), ``module``
+    (module defining the loss, imported and registered in the child when the name is
+    not an installed plugin's), ``config``, ``size``, ``dtype``, ``seed``, ``threads``
+    and ``label`` (``"losskit"`` or a baseline label). One child serves the jobs in
+    order (consecutive jobs of the same case share its inputs), trimming the heap
+    between them; a child that dies is replaced and the job it was on is reported
+    (``oom`` for SIGKILL). ``timeout`` bounds each child.
     """
-    results: dict[str, MemoryResult] = {}
-    pending = list(labels)
+    results: dict[int, MemoryResult] = {}
+    pending = list(range(len(jobs)))
     while pending:
-        got, died = _run_child({**request, "labels": pending, "sys_path": sys.path}, timeout)
+        got, died = _run_child([{**jobs[k], "job": k} for k in pending], timeout)
         results.update(got)
-        pending = [label for label in pending if label not in got]
-        if died is not None and pending:
-            results[pending.pop(0)] = died
-        elif pending:  # the child exited without reporting them: should not happen
-            for label in pending:
-                results[label] = MemoryResult(status="error", method="subprocess", error="not reported by the child")
-            break
-    return results
+        pending = [k for k in pending if k not in got]
+        if died is None and pending:  # exited cleanly without reporting them: should not happen
+            died = MemoryResult(status="error", method="subprocess", error="not reported by the memory process")
+        if pending:
+            results[pending.pop(0)] = died  # type: ignore[assignment]
+    return [results[k] for k in range(len(jobs))]
 
 
-def _run_child(request: dict[str, Any], timeout: float | None) -> tuple[dict[str, MemoryResult], MemoryResult | None]:
+def _run_child(jobs: list[dict[str, Any]], timeout: float | None) -> tuple[dict[int, MemoryResult], MemoryResult | None]:
+    # the child sees this process's sys.path, so modules imported from a checkout or a test folder resolve
     env = {**os.environ, **_MALLOC_ENV, CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "losskit.bench.memory_child"],
-            input=json.dumps(request),
+            input=json.dumps(jobs),
             capture_output=True,
             text=True,
             env=env,
@@ -148,11 +149,11 @@ def _run_child(request: dict[str, Any], timeout: float | None) -> tuple[dict[str
     return got, MemoryResult(status="error", method="subprocess", error=f"memory process exited with {proc.returncode}: {tail}")
 
 
-def _parse(stdout: str) -> dict[str, MemoryResult]:
+def _parse(stdout: str) -> dict[int, MemoryResult]:
     out = {}
     for line in stdout.splitlines():
         if line.startswith("{"):
             row = json.loads(line)
-            label = row.pop("label")
-            out[label] = MemoryResult.model_validate(row)
+            job = row.pop("job")
+            out[job] = MemoryResult.model_validate(row)
     return out

@@ -1,8 +1,8 @@
 """The isolated CPU memory process: ``python -m losskit.bench.memory_child``.
 
-Reads a JSON request on stdin (see :func:`losskit.bench.memory.measure_cpu_memory`),
-rebuilds the case (same factory and seed as the timing process), and prints one JSON
-line per implementation: ``{"label", "status", "peak_bytes", "method", "error"}``.
+Reads a JSON list of jobs on stdin (see :func:`losskit.bench.memory.measure_cpu_memory`),
+rebuilds each case (same factory and seed as the timing process), and prints one JSON
+line per job: ``{"job", "status", "peak_bytes", "method", "error"}``.
 """
 
 from __future__ import annotations
@@ -35,40 +35,54 @@ def _resolve_spec(name: str, module: str | None) -> Any:
     return reg.get_spec(name)
 
 
-def main() -> None:
-    """Serve one request from stdin."""
-    request = json.loads(sys.stdin.read())
-    for path in reversed(request.get("sys_path", [])):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    torch.set_num_threads(int(request["threads"]))
-    device = torch.device("cpu")
+def _failure(exc: Exception) -> dict[str, Any]:
+    first = (str(exc).splitlines() or [""])[0]
+    return {"status": "oom" if is_oom(exc) else "error", "error": f"{type(exc).__name__}: {first}"}
 
-    def report(label: str, **row: Any) -> None:
-        print(json.dumps({"label": label, "method": "subprocess", **row}), flush=True)
 
-    def failure(exc: Exception) -> dict[str, Any]:
-        first = (str(exc).splitlines() or [""])[0]
-        return {"status": "oom" if is_oom(exc) else "error", "error": f"{type(exc).__name__}: {first}"}
+def _case_key(job: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in job.items() if k not in ("job", "label")}, sort_keys=True)
 
+
+def _build(job: dict[str, Any], device: torch.device) -> Any:
+    """``(inputs, {label: Impl})`` of the job's case, or the exception building it raised."""
     try:
-        spec = _resolve_spec(request["loss"], request.get("module"))
-        inputs = draw_inputs(spec, request["size"], dtype=request["dtype"], device=device, seed=int(request["seed"]))
-        impls = {i.label: i for i in build_impls(spec, request.get("config"), device)}
-    except Exception as exc:  # the whole case fails the same way for every implementation
-        for label in request["labels"]:
-            report(label, **failure(exc))
-        return
-    for label in request["labels"]:
-        impl = impls[label]
-        step = make_step(impl.fn, inputs.args, inputs.kwargs, backward=True, wrt=impl.wrt(inputs))
-        try:
-            step()  # warm-up
-            peak, method = cpu_peak_bytes(step)
-            report(label, status="ok", peak_bytes=peak, method=method)
-        except Exception as exc:  # reported per implementation, like the timing
-            report(label, **failure(exc))
+        spec = _resolve_spec(job["loss"], job.get("module"))
+        inputs = draw_inputs(spec, job["size"], dtype=job["dtype"], device=device, seed=int(job["seed"]))
+        return inputs, {i.label: i for i in build_impls(spec, job.get("config"), device)}
+    except Exception as exc:  # every implementation of this case fails the same way
+        return exc
+
+
+def _measure(built: Any, label: str) -> dict[str, Any]:
+    if isinstance(built, Exception):
+        return _failure(built)
+    inputs, impls = built
+    impl = impls[label]
+    step = make_step(impl.fn, inputs.args, inputs.kwargs, backward=True, wrt=impl.wrt(inputs))
+    try:
+        step()  # warm-up
+        peak, method = cpu_peak_bytes(step)
+        return {"status": "ok", "peak_bytes": peak, "method": method}
+    except Exception as exc:  # reported per implementation, like the timing
+        return _failure(exc)
+
+
+def main() -> None:
+    """Serve the list of jobs read from stdin (see :func:`losskit.bench.memory.measure_cpu_memory`)."""
+    jobs = json.loads(sys.stdin.read())
+    device = torch.device("cpu")
+    current: tuple[str, Any] | None = None  # (case key, what _build returned)
+    for job in jobs:
+        torch.set_num_threads(int(job["threads"]))
+        key = _case_key(job)
+        if current is None or current[0] != key:
+            current = None  # free the previous case's inputs before drawing new ones
+            trim_heap()
+            current = (key, _build(job, device))
+        row = _measure(current[1], job["label"])
         trim_heap()
+        print(json.dumps({"job": job["job"], "method": "subprocess", **row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ class CaseResult(_Model):
     throughput_unit: str = Field("samples", description="What the throughput counts, e.g. 'samples' or 'tokens'.")
     dtype: Literal["fp32", "bf16", "fp16"]
     device: str
-    status: Status = Field(description="Worst status of the loss row (not of the baselines).")
+    seed: int = Field(description="Seed of the input generator.")
+    status: Status = Field(description="Status of the loss row (not of the baselines).")
     impls: list[ImplResult]
     ratios: dict[str, Ratios] = Field(default_factory=dict, description="Baseline label -> losskit / baseline.")
 

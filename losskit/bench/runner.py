@@ -26,9 +26,9 @@ from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memor
 from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios, Status
 from losskit.bench.timing import make_step, time_callable
 from losskit.registry import get_spec
-from losskit.spec import Inputs, LossSpec
+from losskit.spec import Inputs
 
-__all__ = ["run_case", "run_cases"]
+__all__ = ["add_cpu_memory", "run_case", "run_cases"]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -128,7 +128,8 @@ def run_case(
         repeat: measurements per timing.
         warmup: untimed calls before timing.
         min_run_time: seconds per measurement (sets the calls per measurement).
-        memory: measure peak memory (CPU: costs one child process per case).
+        memory: measure peak memory (CPU: one child process per call; :func:`run_cases`
+            measures all its cases in one).
         baselines: also time the spec's baselines.
         seed: seed of the input generator.
         memory_timeout: seconds before the CPU memory process is abandoned.
@@ -172,11 +173,9 @@ def run_case(
             notify(f"{spec.name} {impl.label}")
         del inputs
         _free(dev)
-    if memory and dev.type == "cpu":
-        rows = _with_cpu_memory(spec, rows, cfg, dims, dtype, seed, memory_timeout)
     keys = throughput_keys(spec, dims)
     rows = [_with_throughput(r, math.prod(dims[k] for k in keys) if keys else None) for r in rows]
-    return CaseResult(
+    case = CaseResult(
         loss=name,
         qualified_name=spec.qualified_name,
         config=cfg,
@@ -186,45 +185,45 @@ def run_case(
         throughput_unit=spec.throughput_unit,
         dtype=dtype,  # type: ignore[arg-type]
         device=str(dev),
+        seed=seed,
         status=rows[0].status,
         impls=rows,
         ratios=_ratios(rows),
     )
+    if memory and dev.type == "cpu":
+        (case,) = add_cpu_memory([case], timeout=memory_timeout)
+    return case
 
 
-def _with_cpu_memory(
-    spec: LossSpec,
-    rows: list[ImplResult],
-    cfg: dict[str, Any],
-    dims: dict[str, int],
-    dtype: str,
-    seed: int,
-    timeout: float | None,
-) -> list[ImplResult]:
-    """Add the isolated-process memory to rows that ran; an OOM there marks the row OOM."""
-    labels = [r.impl for r in rows if r.status == "ok"]
-    if not labels:
-        return rows
-    request = {
-        "loss": spec.qualified_name,
-        "module": spec.loss_class.__module__,
-        "config": {k: v for k, v in cfg.items()},
-        "size": dims,
-        "dtype": dtype,
-        "seed": seed,
-        "threads": torch.get_num_threads(),
-    }
-    mem = measure_cpu_memory(request, labels, timeout=timeout)
-    out = []
-    for r in rows:
-        m = mem.get(r.impl)
-        if m is None:
-            out.append(r)
-        elif m.status == "oom":
-            out.append(r.model_copy(update={"memory": m, "status": "oom", "error": m.error}))
-        else:
-            out.append(r.model_copy(update={"memory": m}))
-    return out
+def add_cpu_memory(cases: Sequence[CaseResult], *, timeout: float | None = 1800.0) -> list[CaseResult]:
+    """Measure the CPU peak memory of every implementation that ran, in one isolated child process.
+
+    The child rebuilds each case from its recorded loss, config, size, dtype and seed
+    (see :mod:`losskit.bench.memory`). An OOM there turns the row into ``oom``; the
+    ratios are recomputed with the memory. Cases run on CUDA are returned unchanged
+    (their memory is measured while timing).
+    """
+    jobs, where = [], []
+    for c, case in enumerate(cases):
+        if case.device != "cpu":
+            continue
+        module = get_spec(case.qualified_name).loss_class.__module__
+        base = {"loss": case.qualified_name, "module": module, "config": case.config, "size": case.size}
+        base.update(dtype=case.dtype, seed=case.seed, threads=torch.get_num_threads())
+        for r, row in enumerate(case.impls):
+            if row.status == "ok":
+                jobs.append({**base, "label": row.impl})
+                where.append((c, r))
+    rows = [list(case.impls) for case in cases]
+    for (c, r), mem in zip(where, measure_cpu_memory(jobs, timeout=timeout) if jobs else []):
+        row = rows[c][r]
+        update: dict[str, Any] = {"memory": mem}
+        if mem.status == "oom":
+            update.update(status="oom", error=mem.error)
+        rows[c][r] = row.model_copy(update=update)
+    return [
+        case.model_copy(update={"impls": r, "status": r[0].status, "ratios": _ratios(r)}) for case, r in zip(cases, rows)
+    ]
 
 
 def _with_throughput(row: ImplResult, batch: int | None) -> ImplResult:
@@ -259,6 +258,9 @@ def run_cases(
     for s in sizes:
         if isinstance(s, str):
             check_size_keys(specs, s)
+    # on CPU the memory of all cases is measured at the end, in one child process
+    cpu_memory = kwargs.get("memory", True) and resolve_device(kwargs.get("device", "cpu")).type == "cpu"
+    per_case = {**kwargs, "memory": kwargs.get("memory", True) and not cpu_memory}
     steps = sum((1 + len(sp.baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
     results = []
     # disable=None: tqdm shows the bar only when stderr is a terminal
@@ -270,5 +272,7 @@ def run_cases(
 
         for n in selected:
             for s in sizes:
-                results.append(run_case(n, size=s, strict_size=False, on_step=on_step, **kwargs))
+                results.append(run_case(n, size=s, strict_size=False, on_step=on_step, **per_case))
+    if cpu_memory:
+        results = add_cpu_memory(results, timeout=kwargs.get("memory_timeout", 1800.0))
     return results
