@@ -15,6 +15,7 @@ class EchoConfig(losskit.LossConfig):
     scale: float = Field(1.0, gt=0.0, le=100.0, description="Multiplies the input.")
     learn_scale: bool = Field(False, description="Hold the scale in a learnable parameter.")
     misbehave: bool = Field(False, description="Ignore the reduction (a loss that breaks the contract).")
+    resettable: bool = Field(False, description="Declare a curriculum setter for the learnable scale.")
 
 
 class EchoLoss(losskit.Loss[EchoConfig]):
@@ -34,6 +35,18 @@ class EchoLoss(losskit.Loss[EchoConfig]):
 
     def learnable_fields(self) -> dict[str, str]:
         return {"scale": "scale"} if self.config.learn_scale else {}
+
+    def curriculum_setters(self):
+        """With ``resettable``, a curriculum may drive the learnable scale: it resets the parameter."""
+        if not (self.config.learn_scale and self.config.resettable):
+            return {}
+
+        def reset(value: float) -> None:
+            self.config.scale = value
+            with torch.no_grad():
+                self.scale.fill_(value)
+
+        return {"scale": reset}
 
 
 class _Plugin:

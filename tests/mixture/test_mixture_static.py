@@ -137,3 +137,26 @@ def test_conformance_kit_on_a_focal_mixture(weighting):
     report = check_loss("mixture", config=config, example_inputs=_focal_pair_inputs, seeds=2)
     statuses = {r.name: r.status for r in report.results}
     assert statuses["gradcheck"] == "passed" and statuses["reduction"] == "not applicable"
+
+
+def test_curriculum_reaches_term_fields_and_declared_setters(echo_plugin):
+    mixture = losskit.build({
+        "name": "mixture",
+        "terms": {
+            "fixed": {"name": "echo", "scale": 2.0},
+            "reset": {"name": "echo", "learn_scale": True, "resettable": True},
+            "learned": {"name": "echo", "learn_scale": True},
+        },
+    })
+    paths = losskit.curriculum.schedulable_paths(mixture)
+    assert "terms.fixed.scale" in paths and "terms.reset.scale" in paths and "terms.learned.scale" not in paths
+    curriculum = losskit.Curriculum(mixture, {
+        "terms.fixed.scale": {"kind": "linear", "start": 1.0, "end": 3.0, "steps": 4},
+        "terms.reset.scale": {"kind": "constant", "value": 5.0},
+        "weights.learned": {"kind": "constant", "value": 0.5},
+    })
+    curriculum.step(2)
+    one = torch.tensor(1.0)
+    out = mixture.compute(fixed=(one,), reset=(one,), learned=(one,))
+    assert mixture.terms["reset"].scale.item() == 5.0
+    assert out.parts["fixed"].item() == 2.0 and out.loss.item() == 2.0 + 5.0 + 0.5 * 1.0
