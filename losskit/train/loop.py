@@ -109,7 +109,7 @@ def evaluate(
         if bad and config.data.on_bad_image == "raise":
             raise BadImageError(f"cannot read validation image {val.images.describe(bad[0])}")
         bad_images += bad
-        skipped += [val.images.describe(i) for i in bad]
+        skipped += [f for f in (val.images.describe(i) for i in bad) if f not in skipped]
         if len(images):
             image_feats.append(model.encode_image(normalize_images(images.to(device))).float().cpu())
     tokens = splits.val_tokens
@@ -292,7 +292,7 @@ def _train(
             if batch["bad"]:
                 if config.data.on_bad_image == "raise":
                     raise BadImageError(batch["bad"][0])
-                skipped += batch["bad"]
+                skipped += [f for f in batch["bad_files"] if f not in skipped]
             if batch["images"] is None:
                 continue
             if micro == 0:
@@ -315,7 +315,7 @@ def _train(
                 (value / accum).backward()
             if not torch.isfinite(value):
                 raise LosskitError(f"the loss became {float(value)} at step {step + 1}; lower optim.lr or check the data")
-            step_loss += float(value) / accum
+            step_loss += float(value.detach()) / accum
             parts, metrics = _floats(parts_t), _floats(metrics_t)
             window_samples += images.shape[0] * context.world_size
             micro += 1

@@ -19,18 +19,18 @@ NAME = "trainer_test_clip"
 PLUGIN = "trainer_tests"
 
 
-class TestClipConfig(losskit.LossConfig):
-    """Config of :class:`TestClipLoss`."""
+class RefClipConfig(losskit.LossConfig):
+    """Config of :class:`RefClipLoss`."""
 
     temperature: float = Field(0.07, gt=0.0, le=10.0, description="Initial temperature.")
 
 
-class TestClipLoss(losskit.Loss[TestClipConfig]):
+class RefClipLoss(losskit.Loss[RefClipConfig]):
     """Group-aware symmetric InfoNCE over ``[B, D]`` image and text features."""
 
-    config_class = TestClipConfig
+    config_class = RefClipConfig
 
-    def __init__(self, config: TestClipConfig | None = None) -> None:
+    def __init__(self, config: RefClipConfig | None = None) -> None:
         super().__init__(config)
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / self.config.temperature)))
 
@@ -54,4 +54,4 @@ class Plugin:
 
     @losskit.hookimpl
     def register_losses(self, register):
-        register(NAME, TestClipLoss, config=TestClipConfig)
+        register(NAME, RefClipLoss, config=RefClipConfig)

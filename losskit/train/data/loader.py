@@ -131,16 +131,17 @@ class PairDataset(Dataset):
         try:
             image = self.split.images.load(int(self.split.caption_image[j]), seed)
         except BadImageError as exc:
-            return {"bad": str(exc)}
+            return {"bad": str(exc), "file": self.split.images.describe(int(self.split.caption_image[j]))}
         return {"image": image, "tokens": self.tokens[j], "group": self.groups[j]}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack good items; list the bad ones; trim token padding to the longest caption."""
+    """Stack good items; list the bad ones (``bad``: messages, ``bad_files``); trim token padding."""
     good = [it for it in items if "bad" not in it]
     bad = [it["bad"] for it in items if "bad" in it]
+    bad_files = [it["file"] for it in items if "bad" in it]
     if not good:
-        return {"images": None, "tokens": None, "groups": None, "bad": bad}
+        return {"images": None, "tokens": None, "groups": None, "bad": bad, "bad_files": bad_files}
     tokens = torch.stack([it["tokens"] for it in good])  # [B, L]
     length = int((tokens != ByteTokenizer.PAD).sum(1).max())
     return {
@@ -148,6 +149,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": tokens[:, :length].contiguous(),
         "groups": torch.stack([it["group"] for it in good]),
         "bad": bad,
+        "bad_files": bad_files,
     }
 
 
