@@ -5,8 +5,9 @@ Boxes come as coordinate rows, ``[4, N]`` (rows x1, y1, x2, y2; see
 contiguous memory. Values follow torchvision.ops (``generalized_box_iou_loss``,
 ``distance_box_iou_loss``, ``complete_box_iou_loss``) operation for operation, and the
 fused backward repeats autograd's arithmetic on torchvision's graph, so valid boxes
-give the same values and gradients, bit for bit. Papers: Rezatofighi et al. 2019, "Generalized
-Intersection over Union" (GIoU); Zheng et al. 2020, "Distance-IoU Loss" (DIoU, CIoU).
+give the same values and gradients, bit for bit. Papers: Rezatofighi et al. 2019,
+"Generalized Intersection over Union" (GIoU); Zheng et al. 2020, "Distance-IoU Loss"
+(DIoU, CIoU).
 
 Where torchvision falls short, this module does better:
 
@@ -43,13 +44,13 @@ class _OverlapLoss(torch.autograd.Function):
     """``1 - IoU`` or ``1 - GIoU`` of paired xyxy boxes, with a fused backward.
 
     Inputs: ``pred [4, N]``, ``target [4, N]`` (coordinate rows, same float dtype),
-    ``eps``, ``generalized``. Outputs: ``loss [N]`` and ``iou [N]`` (not differentiable; 1 for
-    identical boxes).
+    ``eps``, ``generalized``. Outputs: ``loss [N]`` and ``iou [N]`` (not
+    differentiable; 1 for identical boxes).
 
-    The backward repeats,
-    term for term, the arithmetic PyTorch's autograd performs on torchvision's
-    ``generalized_box_iou_loss`` graph (same products, quotients and summation order),
-    so gradients agree bit for bit on valid boxes, not merely to rounding.
+    The backward repeats, term for term, the arithmetic PyTorch's autograd performs on
+    torchvision's ``generalized_box_iou_loss`` graph (same products, quotients and
+    summation order), so gradients agree bit for bit on valid boxes, not merely to
+    rounding.
     """
 
     @staticmethod
@@ -60,7 +61,8 @@ class _OverlapLoss(torch.autograd.Function):
         wh_p, wh_t = p[2:] - p[:2], t[2:] - t[:2]  # [2, N] widths, heights
         wh_i = (lo[2:] - hi[:2]).clamp_(min=0)  # [2, N] intersection extents, 0 when disjoint
         inter = wh_i[0] * wh_i[1]
-        u_eps = wh_p[0] * wh_p[1] + wh_t[0] * wh_t[1] - inter + eps  # union + eps
+        union = wh_p[0] * wh_p[1] + wh_t[0] * wh_t[1] - inter
+        u_eps = union + eps
         iou = inter / u_eps
         same = (p == t).all(0)  # [N] identical boxes: loss 0, IoU 1, even with zero area
         wh_c = c_eps = ratio = None
@@ -68,7 +70,7 @@ class _OverlapLoss(torch.autograd.Function):
             wh_c = hi[2:] - lo[:2]  # [2, N] enclosing box extents
             area_c = wh_c[0] * wh_c[1]
             c_eps = area_c + eps
-            ratio = (area_c - (u_eps - eps)) / c_eps  # (enclosing - union) / enclosing
+            ratio = (area_c - union) / c_eps  # share of the enclosing box outside the union
             loss = 1 - (iou - ratio)
         else:
             loss = 1 - iou
@@ -91,7 +93,7 @@ class _OverlapLoss(torch.autograd.Function):
         d_inter = (-(go / u_eps) - d_union).masked_fill_(inter <= 0, 0.0)  # dL/d(intersection)
 
         def by_side(d: Tensor, wh: Tensor) -> Tensor:
-            """[2, N] gradient w.r.t. (width, height) of an area ``d``-weighted: (d * h, d * w)."""
+            """``[2, N]`` gradient w.r.t. (width, height) of ``area = w * h`` given ``d = dL/d(area)``: (d h, d w)."""
             out = torch.empty_like(wh)
             torch.mul(d, wh[1], out=out[0])
             torch.mul(d, wh[0], out=out[1])

@@ -108,14 +108,15 @@ def test_ciou_conformance_except_gradcheck() -> None:
     check_loss("bbox", config={"iou_loss": "ciou"}, checks=checks)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e-4], ids=["unit", "tiny"])  # tiny: areas near eps
 @pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
-def test_bit_identical_to_torchvision_including_ties(kind: str) -> None:
+def test_bit_identical_to_torchvision_including_ties(kind: str, scale: float) -> None:
     # the fused backward repeats autograd's arithmetic on torchvision's graph; shared
     # edges (ties in max/min, where the gradient splits in halves) included
-    pred, target = random_xyxy(3000, 10), random_xyxy(3000, 11)
+    pred, target = random_xyxy(3000, 10) * scale, random_xyxy(3000, 11) * scale
     pred[:500, 0], pred[:500, 2] = target[:500, 0], target[:500, 2]  # same left and right edges
     pred[500:1000, 1] = target[500:1000, 1]  # same top edge
-    pred[500:1000, 3] = torch.maximum(pred[500:1000, 3], pred[500:1000, 1] + 0.01)  # keep a height
+    pred[500:1000, 3] = torch.maximum(pred[500:1000, 3], pred[500:1000, 1] + 0.01 * scale)  # keep a height
     upstream = torch.randn(3000, generator=torch.Generator().manual_seed(12))
     ours = losskit.build("bbox", l1_weight=0.0, iou_loss=kind, reduction="none")
     v1, gp1, gt1 = grads(ours, pred, target, upstream)
