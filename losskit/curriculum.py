@@ -95,7 +95,8 @@ def _fields(model: BaseModel, prefix: str = "") -> dict[str, _Field]:
 
 def schedulable_paths(loss: Loss) -> list[str]:
     """Sorted dotted paths of the numeric config fields of ``loss`` that a curriculum can drive."""
-    return sorted(set(_fields(loss.config)) - set(loss.learnable_fields()) | set(_setters(loss)))
+    fields = set(_fields(loss.config))
+    return sorted((fields - set(loss.learnable_fields())) | (fields & set(_setters(loss))))
 
 
 def _setters(loss: Loss) -> dict[str, Callable[[float], None]]:

@@ -102,14 +102,14 @@ class MixtureConfig(losskit.LossConfig):
         "sum", description="The mixture is the weighted sum of its terms, each reduced by its own `reduction`."
     )
     terms: dict[str, Annotated[losskit.LossConfig, WithJsonSchema(_TERM_SCHEMA)]] = Field(
-        default_factory=lambda: {name: dict(spec) for name, spec in DEFAULT_TERMS.items()},
+        default=DEFAULT_TERMS,
         validate_default=True,
         min_length=1,
         description="Term name -> registered loss spec ({name: ..., fields...}); validated recursively. "
-        "Default: the grounding mixture itc=clip, lm=token_ce, box=bbox.",
+        "Default: the grounding trio (contrastive, token cross-entropy, boxes).",
     )
     weights: dict[str, Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]] = Field(
-        default_factory=dict,
+        default={},
         validate_default=True,
         description="Static weight of each term (default 1); with 'gradnorm' the initial weights (renormalised).",
     )
@@ -117,11 +117,11 @@ class MixtureConfig(losskit.LossConfig):
         "static", description="How the weights adapt: static, uncertainty (Kendall 2018), dwa (Liu 2019), gradnorm (Chen 2018)."
     )
     term_options: dict[str, TermOptions] = Field(
-        default_factory=dict, validate_default=True, description="Per-term options (default TermOptions()) by term name."
+        default={}, validate_default=True, description="Per-term options (default TermOptions()) by term name."
     )
-    uncertainty: UncertaintyOptions = Field(default_factory=UncertaintyOptions, description="Options of 'uncertainty'.")
-    dwa: DWAOptions = Field(default_factory=DWAOptions, description="Options of 'dwa'.")
-    gradnorm: GradNormOptions = Field(default_factory=GradNormOptions, description="Options of 'gradnorm'.")
+    uncertainty: UncertaintyOptions = Field(UncertaintyOptions(), description="Options of 'uncertainty'.")
+    dwa: DWAOptions = Field(DWAOptions(), description="Options of 'dwa'.")
+    gradnorm: GradNormOptions = Field(GradNormOptions(), description="Options of 'gradnorm'.")
 
     @field_validator("terms", mode="before")
     @classmethod
