@@ -18,6 +18,7 @@ See ``docs/mixtures.md`` and :mod:`losskit_plugins.mixture_weighting` for the fo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -68,6 +69,7 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
         outputs = {name: _call(name, self.terms[name], by_term[name]) for name in names}
         term_losses = [to_float32(outputs[name].loss) for name in names]
         losses = torch.stack(term_losses)  # [T]
+        self._check_device(losses.device)
         static = torch.tensor([self.config.weights[n] for n in names], dtype=losses.dtype, device=losses.device)
         combined = self.weighting.combine(losses, static, term_losses)
         metrics = {**self.weighting.named_metrics("weight", combined.weights), **combined.metrics}
@@ -92,6 +94,14 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
                 problems.append(f"unexpected term(s) {unexpected}")
             raise TypeError(f"mixture: {'; '.join(problems)}; expected exactly the terms {list(self.terms)}")
         return term_inputs
+
+    def _check_device(self, device: torch.device) -> None:
+        state = next(itertools.chain(self.weighting.parameters(), self.weighting.buffers()), None)
+        if state is not None and state.device != device:
+            raise ValueError(
+                f"mixture: the {self.config.weighting!r} weighting's state is on {state.device} but the term losses "
+                f"are on {device}; move the loss like the model: mixture.to({str(device)!r})"
+            )
 
     def _check_unchanged(self) -> None:
         """The modules are built once: replacing ``config.terms`` or ``config.weighting`` needs a new mixture."""

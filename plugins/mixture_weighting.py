@@ -107,7 +107,7 @@ class DWAWeighting(StaticWeighting):
         return len(self.names) * torch.softmax(ratio / self.config.dwa.temperature, dim=0)
 
     def combine(self, losses: Tensor, static: Tensor, term_losses: Sequence[Tensor]) -> Combined:
-        lam = self.dwa_weights().to(losses.dtype)  # [T]
+        lam = self.dwa_weights().to(losses)  # [T]
         if self.training:
             self._record(losses.detach())
         weights = static * lam
@@ -175,7 +175,7 @@ class GradNormWeighting(StaticWeighting):
         if not self.has_initial_losses:
             self.initial_losses.copy_(losses.detach())
             self.has_initial_losses = True
-        norms = torch.stack([self._grad_norm(loss) for loss in term_losses]).to(losses.dtype)  # [T] ||dL_i/dW||
+        norms = torch.stack([self._grad_norm(loss) for loss in term_losses]).to(losses)  # [T] ||dL_i/dW||
         g = self.weights.to(losses.dtype) * norms  # [T] G_i = ||d(g_i L_i)/dW||, differentiable in g
         with torch.no_grad():
             rate = losses / self.initial_losses.to(losses).clamp_min(torch.finfo(losses.dtype).tiny)  # [T]

@@ -160,3 +160,11 @@ def test_curriculum_reaches_term_fields_and_declared_setters(echo_plugin):
     out = mixture.compute(fixed=(one,), reset=(one,), learned=(one,))
     assert mixture.terms["reset"].scale.item() == 5.0
     assert out.parts["fixed"].item() == 2.0 and out.loss.item() == 2.0 + 5.0 + 0.5 * 1.0
+
+
+@pytest.mark.parametrize("weighting", ["uncertainty", "dwa", "gradnorm"])
+def test_weighting_state_on_another_device_is_a_clear_error(make_echo_mixture, weighting):
+    mixture = make_echo_mixture(2, weighting=weighting).to("meta")  # stands in for "left on the CPU"
+    one = torch.tensor(1.0)
+    with pytest.raises(ValueError, match=r"state is on meta but the term losses are on cpu; .*mixture.to\('cpu'\)"):
+        mixture(t0=(one,), t1=(one,))
