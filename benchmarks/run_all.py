@@ -50,10 +50,10 @@ def run_overview(args: argparse.Namespace) -> bool:
     from losskit.bench import machine_info, make_report, markdown_table, plot_cases, resolve_device, run_cases
 
     device = resolve_device(args.device)
+    machine = machine_info(device)  # before the run: its load average says how busy the machine was
     cases = run_cases(None, sizes=args.sizes, device=device, dtype=args.dtype, repeat=args.repeat, progress=True)
     stem = RESULTS / f"overview-{device.type}"
     command = "python benchmarks/run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    machine = machine_info(device)
     make_report(cases, machine, command=command.strip()).write_json(stem.with_suffix(".json"))
     plot_cases(cases, stem.with_suffix(".png"), title=f"losskit bench, {machine.device_name}, {args.dtype}")
     stem.with_suffix(".md").write_text(markdown_table(cases) + "\n", encoding="utf-8")

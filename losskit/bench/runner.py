@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from losskit.bench.cases import (
-    LOSS_IMPL,
     DTYPES,
     Impl,
     build_impls,
@@ -23,7 +22,7 @@ from losskit.bench.cases import (
     throughput_keys,
 )
 from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
-from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios, Status
+from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios
 from losskit.bench.timing import make_step, time_callable
 from losskit.registry import get_spec
 from losskit.spec import Inputs
@@ -57,28 +56,36 @@ def _time_impl(
         if memory and device.type == "cuda":
             mem = MemoryResult(status="ok", peak_bytes=cuda_peak_bytes(fwd_bwd, device), method=CUDA_METHOD)
     except Exception as exc:  # OOM or a broken implementation: reported in its row, the run goes on
-        _free(device)
-        return _failed(impl.label, exc)
-    return ImplResult(impl=impl.label, status="ok", forward=t_fwd, forward_backward=t_fb, memory=mem)
+        failed = _failed(impl.label, exc)
+    else:
+        return ImplResult(impl=impl.label, status="ok", forward=t_fwd, forward_backward=t_fb, memory=mem)
+    _free(device)  # outside the except block: the traceback no longer pins the tensors
+    return failed
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def _ratio(a: float | int | None, b: float | int | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _medians(r: ImplResult) -> tuple[float | None, float | None, int | None]:
+    return (
+        r.forward.median_s if r.forward else None,
+        r.forward_backward.median_s if r.forward_backward else None,
+        r.memory.peak_bytes if r.memory else None,
+    )
+
+
 def _ratios(case: list[ImplResult]) -> dict[str, Ratios]:
-    main, out = case[0], {}
+    """losskit / baseline for every baseline that ran, when the loss itself ran."""
+    main = case[0]
+    if main.status != "ok":
+        return {}
+    ours = _medians(main)
+    out = {}
     for other in case[1:]:
-        if main.status != "ok" or other.status != "ok":
-            continue
-        assert main.forward and main.forward_backward and other.forward and other.forward_backward  # status ok
-        mem_a = main.memory.peak_bytes if main.memory else None
-        mem_b = other.memory.peak_bytes if other.memory else None
-        out[other.impl] = Ratios(
-            forward=_ratio(main.forward.median_s, other.forward.median_s),
-            forward_backward=_ratio(main.forward_backward.median_s, other.forward_backward.median_s),
-            memory=_ratio(mem_a, mem_b),
-        )
+        if other.status == "ok":
+            fwd, fwd_bwd, mem = (_ratio(a, b) for a, b in zip(ours, _medians(other)))
+            out[other.impl] = Ratios(forward=fwd, forward_backward=fwd_bwd, memory=mem)
     return out
 
 
@@ -158,7 +165,6 @@ def run_case(
     try:
         inputs = draw_inputs(spec, dims, dtype=dtype, device=dev, seed=seed)
     except Exception as exc:  # the inputs do not fit: every implementation is OOM (or broken)
-        _free(dev)
         rows = [_failed(i.label, exc) for i in impls]
         for i in impls:
             notify(f"{spec.name} {i.label}")
@@ -172,7 +178,7 @@ def run_case(
             )
             notify(f"{spec.name} {impl.label}")
         del inputs
-        _free(dev)
+    _free(dev)
     keys = throughput_keys(spec, dims)
     rows = [_with_throughput(r, math.prod(dims[k] for k in keys) if keys else None) for r in rows]
     case = CaseResult(

@@ -65,6 +65,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from losskit.bench import machine_info, make_report, markdown_table, plot_cases, resolve_device, run_cases, text_table
 
     device = resolve_device(args.device)  # fails early and clearly when CUDA is missing
+    machine = machine_info(device)  # before the run: its load average says how busy the machine was
     cases = run_cases(
         args.names or None,
         sizes=args.size or ["small"],
@@ -79,11 +80,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         seed=args.seed,
     )
-    machine = machine_info(device)
     load = ", ".join(f"{x:g}" for x in machine.load_average) if machine.load_average else "n/a"
     title = (
         f"losskit bench: {machine.device_name} ({machine.device}), {args.dtype}, torch {machine.torch_version}, "
-        f"{machine.torch_threads} threads, load average {load}"
+        f"{machine.torch_threads} threads, load average {load} at start"
     )
     print(markdown_table(cases) if args.markdown else text_table(cases, title=title))
     if args.json:
