@@ -150,3 +150,19 @@ def test_gradnorm_balances_gradient_norms_on_a_toy_two_task_model(echo_plugin, a
     assert imbalances[0] > 0.5  # task a starts with a much larger gradient norm
     assert sum(imbalances[-10:]) / 10 < 0.2 * imbalances[0]  # GradNorm closes most of the gap
     assert w[0] < 1.0 < w[1] and w.sum().item() == pytest.approx(2.0)
+
+
+def test_gradient_accumulation_over_two_calls(echo_plugin):
+    """Two training calls, then one backward: the in-place renormalisation must not break the first graph."""
+    model = TwoTask()
+    mixture = mse_mixture(weights={"a": 1.0, "b": 3.0})
+    mixture.set_shared_parameters(model.shared.parameters())
+    x, ya, yb = data()
+    first = mixture(a=(task_losses(model, x, ya, yb)[0],), b=(task_losses(model, x, ya, yb)[1],))
+    with torch.no_grad():
+        mixture.weighting.weights.mul_(2.0)  # as if an optimizer had stepped in between
+    la, lb = task_losses(model, x[:16], ya[:16], yb[:16])
+    second = mixture(a=(la,), b=(lb,))
+    (first + second).backward()
+    assert mixture.weighting.weights.grad is not None and torch.isfinite(mixture.weighting.weights.grad).all()
+    assert all(p.grad is not None for p in model.shared.parameters())
