@@ -67,6 +67,7 @@ def time_callable(
     warmup: int = 2,
     min_run_time: float = 0.05,
     device: torch.device | str | None = None,
+    num_threads: int | None = None,
 ) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeat`` measurements.
 
@@ -87,6 +88,8 @@ def time_callable(
         device: where ``fn`` runs; CUDA work is synchronised before every clock read
             (``torch.utils.benchmark.Timer`` does it for any accelerator), and
             ``torch.cuda.synchronize(device)`` runs after the warm-up.
+        num_threads: intra-op threads while timing; default ``torch.get_num_threads()``
+            (``Timer`` itself would default to 1).
 
     Returns:
         :class:`~losskit.bench.results.Timing`, in seconds per call.
@@ -102,7 +105,8 @@ def time_callable(
     dev = torch.device(device) if device is not None else None
     if dev is not None and dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    timer = Timer(stmt="fn()", globals={"fn": fn})
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     once = timer.timeit(1).mean
     number = max(1, math.ceil(min_run_time / once)) if once > 0 else 1
     times = [timer.timeit(number).mean for _ in range(repeat)]

@@ -54,6 +54,15 @@ def test_forward_only_step_returns_the_output():
     assert make_step(lambda a: a + 1, (torch.zeros(2),), backward=False)().tolist() == [1.0, 1.0]
 
 
+def test_timed_calls_use_the_callers_thread_count_unless_told():
+    seen = []
+    time_callable(lambda: seen.append(torch.get_num_threads()), repeat=1, warmup=0, min_run_time=0.0)
+    assert set(seen) == {torch.get_num_threads()}  # torch.utils.benchmark.Timer alone would use 1
+    seen.clear()
+    time_callable(lambda: seen.append(torch.get_num_threads()), repeat=1, warmup=0, min_run_time=0.0, num_threads=1)
+    assert seen[-1] == 1
+
+
 @pytest.mark.parametrize("kw, msg", [({"repeat": 0}, "repeat"), ({"warmup": -1}, "warmup")])
 def test_bad_arguments_name_themselves(kw, msg):
     with pytest.raises(ValueError, match=msg):
