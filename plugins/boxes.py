@@ -150,27 +150,31 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         def finish(values: Tensor) -> Tensor:
             if weights is not None:
                 values = values * weights
-            return cast_saturating(reduce(values, cfg.reduction, normalizer=normalizer), out_dtype)
+            return reduce(values, cfg.reduction, normalizer=normalizer)
 
-        parts: dict[str, Tensor] = {}
-        terms: list[Tensor] = []  # weighted per-box terms [N]
+        parts: dict[str, Tensor] = {}  # each term reduced like the loss, before its weight
         if use_l1:
             if cfg.smooth_l1_beta > 0:
                 l1 = F.smooth_l1_loss(pred, target, beta=cfg.smooth_l1_beta, reduction="none").sum(1)
             else:
                 l1 = (pred - target).abs().sum(1)
             parts["l1"] = finish(l1)
-            terms.append(cfg.l1_weight * l1)
         if use_iou:
             term, iou = box_iou_loss(pred_rows, target_rows, cfg.iou_loss, cfg.eps)  # type: ignore[arg-type]
             parts[cfg.iou_loss] = finish(term)
-            terms.append(cfg.iou_weight * term)
         else:
             with torch.no_grad():
                 _, iou = box_iou_loss(pred_rows.detach(), target_rows.detach(), "iou", cfg.eps)
-        total = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # the config guarantees one or two
-        mean_iou = (iou.sum() / max(n, 1)).to(out_dtype)
-        return losskit.LossOutput(loss=finish(total), parts=parts, metrics={"mean_iou": mean_iou})
+        # the reductions are linear: weighting the reduced parts is weighting every box
+        term_weights = {"l1": cfg.l1_weight, cfg.iou_loss: cfg.iou_weight}
+        weighted = [term_weights[name] * value for name, value in parts.items()]
+        total = weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]  # the config allows 1 or 2
+        mean_iou = iou.sum() / max(n, 1)
+        return losskit.LossOutput(
+            loss=cast_saturating(total, out_dtype),
+            parts={name: cast_saturating(value, out_dtype) for name, value in parts.items()},
+            metrics={"mean_iou": mean_iou.to(out_dtype)},
+        )
 
     def _prepare(
         self, pred: Tensor, target: Tensor, weights: Tensor | None, dtype: torch.dtype

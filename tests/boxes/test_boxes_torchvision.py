@@ -124,3 +124,30 @@ def test_bit_identical_to_torchvision_including_ties(kind: str, scale: float) ->
     assert torch.equal(v1, v2)
     assert torch.equal(gp1, gp2)
     assert torch.equal(gt1, gt2)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "config"), [("torchvision_giou", {"l1_weight": 0.0}), ("torchvision_giou_l1", {})]
+)
+def test_registered_baselines_compute_the_same_loss(baseline: str, config: dict) -> None:
+    # `losskit bench` times these against bbox with the matching config
+    spec = losskit.get_spec("bbox")
+    inputs = spec.example_inputs(
+        spec.sizes["small"], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
+    )
+    ours = losskit.build("bbox", **config)(*inputs.args, **inputs.kwargs)
+    torch.testing.assert_close(ours, spec.baselines[baseline](*inputs.args, **inputs.kwargs), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+def test_example_inputs_are_valid_boxes_in_every_format(fmt: str) -> None:
+    spec = losskit.get_spec("bbox")
+    assert spec.sizes["large"] == {"N": 1_000_000}
+    for seed in range(3):
+        pred, target = spec.example_inputs(
+            spec.sizes["tiny"], dtype=torch.float16, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed)
+        ).args
+        assert pred.requires_grad and not target.requires_grad
+        for boxes in (pred, target):
+            xyxy = box_convert(boxes.detach().float(), fmt, "xyxy")
+            assert (xyxy[:, 2:] - xyxy[:, :2] >= 0.04).all()  # sides well above zero, even in fp16
