@@ -67,7 +67,10 @@ def build_model(config: TrainConfig) -> DualEncoder:
 class Objective(nn.Module):
     """Model + loss in one module (what DDP wraps): ``(images uint8, tokens, groups) -> (loss, parts, metrics)``.
 
-    Features are gathered across ranks here unless the loss gathers them itself.
+    The loss is called as ``loss.compute(image_features [B, E], text_features [B, E],
+    group_ids=[B])`` (``clip``, ``siglip``; ``infonce`` takes images as queries); a
+    ``mixture`` gets those inputs for every term. Features are gathered across ranks
+    here unless the loss gathers them itself (a ``distributed`` config field).
     """
 
     def __init__(self, model: DualEncoder, loss: nn.Module, *, gather: bool) -> None:
@@ -82,17 +85,27 @@ class Objective(nn.Module):
             image_features = kdist.all_gather_with_grad(image_features, name="image_features")  # [W*B, E]
             text_features = kdist.all_gather_with_grad(text_features, name="text_features")
             groups = kdist.all_gather_no_grad(groups, name="group_ids")
-        out = self.loss.compute(image_features, text_features, group_ids=groups)
+        inputs = losskit.Inputs((image_features, text_features), {"group_ids": groups})
+        terms = getattr(self.loss, "terms", None)
+        if isinstance(terms, nn.ModuleDict):  # a mixture: every term gets the same contrastive inputs
+            out = self.loss.compute({name: inputs for name in terms})
+        else:
+            out = self.loss.compute(*inputs.args, **inputs.kwargs)
         return out.loss, out.parts, out.metrics
+
+
+def _gathers_itself(loss: nn.Module) -> bool:
+    """Whether the loss (or, for a mixture, one of its terms) has a ``distributed`` config field."""
+    if "distributed" in type(loss.config).model_fields:
+        return True
+    terms = getattr(loss, "terms", None)
+    return isinstance(terms, nn.ModuleDict) and any(_gathers_itself(t) for t in terms.values())
 
 
 def _build_loss(config: TrainConfig, context: ddp.DistContext) -> tuple[nn.Module, bool]:
     """The loss from the registry; whether the trainer must gather features itself."""
-    loss_config = config.loss_config()
-    loss_gathers = "distributed" in type(loss_config).model_fields
-    if loss_gathers and "distributed" not in config.loss:
-        loss_config.distributed = "auto"  # type: ignore[attr-defined]
-    return losskit.build(loss_config), context.distributed and not loss_gathers
+    loss = losskit.build(config.loss_config())
+    return loss, context.distributed and not _gathers_itself(loss)
 
 
 @torch.no_grad()

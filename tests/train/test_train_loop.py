@@ -107,3 +107,16 @@ def test_sweep_writes_a_comparison(tmp_path, tiny, test_loss):
     assert (tmp_path / "sweep/sweep.png").exists() and "| loss.temperature=0.2 |" in (tmp_path / "sweep/sweep.md").read_text()
     first = yaml.safe_load((tmp_path / "sweep/loss.temperature=0.05/config.yaml").read_text())
     assert first["loss"]["temperature"] == 0.05
+
+
+def test_bundled_clip_with_a_curriculum(tmp_path, tiny):
+    cfg = tiny(
+        tmp_path / "run",
+        loss={"name": "clip", "learnable_temperature": False},
+        curriculum={"temperature": {"kind": "linear", "start": 0.1, "end": 0.05, "steps": 5}},
+    )
+    train(validate_train_config(cfg), quiet=True)
+    lines = [r for r in read_metrics(tmp_path / "run/metrics.jsonl") if "loss" in r]
+    # the metrics of step s come from the loss computed with the schedule's value at step s - 1
+    assert [round(r["metrics"]["temperature"], 6) for r in lines] == [0.1, 0.09, 0.08, 0.07, 0.06, 0.05]
+    assert set(lines[0]["parts"]) == {"image_to_text", "text_to_image"}

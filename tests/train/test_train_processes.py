@@ -64,8 +64,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss
 
 
 @pytest.mark.slow
-def test_torchrun_two_gloo_processes_match_one_process(tmp_path, tiny, test_loss, one_thread):
+@pytest.mark.parametrize("gather", ["trainer", "loss"])
+def test_torchrun_two_gloo_processes_match_one_process(tmp_path, tiny, test_loss, one_thread, gather):
+    # "trainer": a loss without a `distributed` field, gathered by the trainer;
+    # "loss": the bundled clip, which gathers itself (distributed: auto)
     base = tiny(tmp_path / "ddp", steps=5, optim={"warmup_steps": 2, "grad_clip": 0.5})
+    if gather == "loss":
+        base["loss"] = {"name": "clip"}
     base["data"]["batch_size"] = 8  # per process: global batch 16
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(base))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", CLI, "train",
