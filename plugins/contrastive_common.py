@@ -58,10 +58,10 @@ def check_group_ids(group_ids: object, n: int, device: torch.device) -> Tensor |
     return group_ids.long()
 
 
-def prepare(t: Tensor, normalize: bool, dtype: torch.dtype) -> Tensor:
-    """Cast to the compute ``dtype`` (fp16/bf16 -> fp32), then L2-normalise the last dim if asked."""
-    t = to_float32(t).to(dtype)
-    return F.normalize(t, dim=-1) if normalize else t
+def prepare(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """Cast to the compute ``dtype`` (fp16/bf16 -> fp32). L2 normalisation happens where the
+    features are consumed (fused into the engine, so no normalised copy's gradient is kept)."""
+    return to_float32(t).to(dtype)
 
 
 def dtype_of(*ts: Tensor | None) -> torch.dtype:
@@ -113,7 +113,7 @@ class ContrastiveLoss(losskit.Loss[C], Generic[C]):
         img, txt = check_features(image_features, text_features, "image_features", "text_features")
         groups = check_group_ids(group_ids, img.shape[0], img.device)
         dtype = dtype_of(img, txt)
-        a, b = prepare(img, self.config.normalize, dtype), prepare(txt, self.config.normalize, dtype)
+        a, b = prepare(img, dtype), prepare(txt, dtype)
         return a, b, groups, self.scale(dtype, a.device), self.bias(dtype, a.device)
 
     def learnable_fields(self) -> dict[str, str]:
@@ -225,9 +225,14 @@ def accuracy(pairs: Pairs, argmax: Tensor, by_rows: bool) -> Tensor:
     return hit[has].float().mean() if bool(has.any()) else hit.new_zeros((), dtype=torch.float32)
 
 
-def mean_logits(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor | None, positive_logits: Tensor) -> dict[str, Tensor]:
-    """Mean positive and mean negative logit of ``scale * x @ y.T + bias`` in ``O((R + C) D)``."""
+def mean_logits(
+    x: Tensor, y: Tensor, scale: Tensor, bias: Tensor | None, positive_logits: Tensor, *, normalize: bool
+) -> dict[str, Tensor]:
+    """Mean positive and mean negative logit of ``scale * x @ y.T + bias`` (rows L2-normalised
+    first if ``normalize``) in ``O((R + C) D)``."""
     with torch.no_grad():
+        if normalize:
+            x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
         R, Cn = x.shape[0], y.shape[0]
         total = scale * (x.sum(0) @ y.sum(0)) + (R * Cn * bias if bias is not None else 0)
         n_pos = positive_logits.numel()

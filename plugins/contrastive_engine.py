@@ -41,6 +41,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from losskit_plugins.contrastive_pairs import Pairs
 
@@ -65,6 +66,8 @@ class EngineOptions:
         label_smoothing: softmax ``eps``.
         chunk: rows per block (None: one block, logits kept for backward).
         has_bias: add ``bias`` to the logits (set by :func:`pairwise_loss`).
+        normalize: L2-normalise the rows of ``x`` and ``y`` first, fused: backward turns the
+            gradient w.r.t. the unit vectors into the raw features' gradient in place.
         metrics: also return arg-max indices (for top-1 accuracy).
     """
 
@@ -75,6 +78,7 @@ class EngineOptions:
     label_smoothing: float = 0.0
     chunk: int | None = None
     has_bias: bool = False
+    normalize: bool = False
     metrics: bool = False
 
 
@@ -100,8 +104,9 @@ def _blocks(n: int, chunk: int | None) -> list[int]:
     return list(range(0, n, step))
 
 
-def _logits(xs: Tensor, y: Tensor, bias: Tensor, has_bias: bool) -> Tensor:
-    """``[r, C]`` block of ``xs @ y.T (+ bias)`` (``xs`` already multiplied by the scale)."""
+def _logits(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, has_bias: bool) -> Tensor:
+    """``[r, C]`` block ``scale * x @ y.T (+ bias)`` (the scale applied to the ``[r, D]`` rows)."""
+    xs = x * scale  # [r, D]
     return torch.addmm(bias, xs, y.T) if has_bias else xs @ y.T
 
 
@@ -129,8 +134,7 @@ class _Scan:
 
     def __init__(self, x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: EngineOptions) -> None:
         R, C = x.shape[0], y.shape[0]
-        self.x, self.y, self.bias, self.o = x, y, bias, o
-        self.xs = x * scale  # [R, D]
+        self.x, self.y, self.scale, self.bias, self.o = x, y, scale, bias, o
         self.starts = _blocks(R, o.chunk)
         self.ends = self.starts[1:] + [R]
         self.bounds = o.pairs.block_bounds(self.starts)
@@ -143,7 +147,7 @@ class _Scan:
         P, o = self.o.pairs, self.o
         for k, (r0, r1) in enumerate(zip(self.starts, self.ends)):
             p0, p1 = self.bounds[k], self.bounds[k + 1]
-            S = _logits(self.xs[r0:r1], self.y, self.bias, o.has_bias)  # [r, C]
+            S = _logits(self.x[r0:r1], self.y, self.scale, self.bias, o.has_bias)  # [r, C]
             self.s_pos[p0:p1] = S[P.rows[p0:p1] - r0, P.cols[p0:p1]]
             row_max = None
             if o.metrics:
@@ -212,14 +216,13 @@ def _softmax_forward(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: Engin
         mean_pos = torch.zeros_like(total).index_add_(0, idx, per_pos) / count.clamp_min(1)
         return torch.where(count > 0, (1 - eps) * mean_pos + eps * (lse - mean_s), torch.zeros_like(total))
 
-    xs = scan.xs
     row_loss = x.new_zeros(R)
     col_loss = x.new_zeros(C)
     if o.rows:
-        row_sum = xs @ y.sum(0) + C * bias if o.has_bias else xs @ y.sum(0)  # [R] sum_j s_ij
+        row_sum = (x @ y.sum(0)) * scale + (C * bias if o.has_bias else 0)  # [R] sum_j s_ij
         row_loss = direction(r, rn, row_shift, P.rows, row_count, row_sum, C)
     if o.cols:
-        col_sum = y @ xs.sum(0) + R * bias if o.has_bias else y @ xs.sum(0)  # [C] sum_i s_ij
+        col_sum = (y @ x.sum(0)) * scale + (R * bias if o.has_bias else 0)  # [C] sum_i s_ij
         col_loss = direction(c, cn, M, P.cols, col_count, col_sum, R)
     st = _State(
         shifts=shifts, M=M, r=r, rn=rn, c=c, cn=cn, row_shift=row_shift, s_pos=s_pos, e_pos_r=e_pos_r,
@@ -255,13 +258,12 @@ def _softmax_backward(st: _State, x: Tensor, y: Tensor, scale: Tensor, bias: Ten
             v = v - w_c[P.cols] * st.cn[P.cols] / den_c
         else:
             b_c = torch.zeros_like(g_c)
-    xs = x * scale
-    Ux, Uy = torch.zeros_like(x), torch.zeros_like(y)
+    Ux, Uy = torch.empty_like(x), torch.zeros_like(y)
     for k, (r0, r1) in enumerate(zip(st.starts, st.ends)):
         if st.saved is not None:
             E, neg = st.saved
         else:
-            E = _logits(xs[r0:r1], y, bias, o.has_bias).sub_(st.shifts[k]).exp_()
+            E = _logits(x[r0:r1], y, scale, bias, o.has_bias).sub_(st.shifts[k]).exp_()
             neg = ~P.positives(r0, r1) if grouped else None
         f = torch.exp(st.shifts[k] - st.M) if o.cols else None  # column normaliser of this block's shift
         coef = a_r[r0:r1, None] + (a_c * f)[None, :] if o.cols else a_r[r0:r1, None]  # [r, C] or [r, 1]
@@ -269,7 +271,7 @@ def _softmax_backward(st: _State, x: Tensor, y: Tensor, scale: Tensor, bias: Ten
             b = b_r[r0:r1, None] + (b_c * f)[None, :] if o.cols else b_r[r0:r1, None]
             coef = coef + neg * b  # [r, C]
         G = coef.mul_(E) if coef.shape == E.shape else E * coef  # [r, C] dL/ds (coef is fresh)
-        Ux[r0:r1] = G @ y
+        torch.mm(G, y, out=Ux[r0:r1])
         Uy.addmm_(G.T, x[r0:r1])
     gbias = (a_r * st.r).sum() + ((a_c * st.c).sum() if o.cols else 0)
     if grouped:
@@ -297,14 +299,13 @@ def _sigmoid_forward(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: Engin
 
 def _sigmoid_backward(st: _State, x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: EngineOptions, g_r: Tensor, g_c: Tensor):
     R = x.shape[0]
-    xs = x * scale
-    Ux, Uy = torch.zeros_like(x), torch.zeros_like(y)
+    Ux, Uy = torch.empty_like(x), torch.zeros_like(y)
     gbias = x.new_zeros(())
     for r0, r1 in zip(st.starts, st.ends):
-        S = st.saved if st.saved is not None else _logits(xs[r0:r1], y, bias, o.has_bias)
+        S = st.saved if st.saved is not None else _logits(x[r0:r1], y, scale, bias, o.has_bias)
         G = torch.sigmoid(S).mul_(g_r[r0:r1, None])  # [r, C] dL/ds without the positives' -1
         gbias = gbias + G.sum()
-        Ux[r0:r1] = G @ y
+        torch.mm(G, y, out=Ux[r0:r1])
         Uy.addmm_(G.T, x[r0:r1])
     v = -g_r[o.pairs.rows]
     return _finish(x, y, scale, o.pairs, Ux, Uy, v, None, None, gbias)
@@ -314,8 +315,12 @@ def _finish(x, y, scale, P: Pairs, Ux, Uy, v, k_r, k_c, gbias):
     """Add the sparse positive terms ``v`` and the constant (label-smoothing) terms
     ``-k_r[i] - k_c[j]`` of ``dL/ds`` to ``Ux = dL/ds @ y``, ``Uy = dL/ds.T @ x``; return the
     gradients w.r.t. ``x``, ``y``, the scale and the bias."""
-    Ux.index_add_(0, P.rows, v[:, None] * y[P.cols])
-    Uy.index_add_(0, P.cols, v[:, None] * x[P.rows])
+    if P.single:  # pairs (i, i + offset): no [P, D] gathers
+        Ux.addcmul_(v[:, None], y[P.offset : P.offset + P.num_rows])
+        Uy[P.offset : P.offset + P.num_rows].addcmul_(v[:, None], x)
+    else:
+        Ux.index_add_(0, P.rows, v[:, None] * y[P.cols])
+        Uy.index_add_(0, P.cols, v[:, None] * x[P.rows])
     gbias = gbias + v.sum()
     if k_r is not None:
         Ux -= k_r[:, None] * y.sum(0)[None, :]
@@ -325,8 +330,8 @@ def _finish(x, y, scale, P: Pairs, Ux, Uy, v, k_r, k_c, gbias):
         Ux -= (k_c @ y)[None, :]
         Uy -= k_c[:, None] * x.sum(0)[None, :]
         gbias = gbias - x.shape[0] * k_c.sum()
-    g_scale = (x * Ux).sum()
-    return Ux * scale, Uy * scale, g_scale, gbias
+    g_scale = torch.dot(x.reshape(-1), Ux.reshape(-1))  # sum_ij dL/ds_ij * s_ij / scale
+    return Ux.mul_(scale), Uy.mul_(scale), g_scale, gbias
 
 
 _KERNELS = {
@@ -335,21 +340,45 @@ _KERNELS = {
 }
 
 
+_EPS = 1e-12  # F.normalize's eps
+
+
+def _unit(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(t / max(|t_i|, eps), |t_i|)`` row-wise, like ``F.normalize``: ``[N, D]``, ``[N]``."""
+    norm = torch.linalg.vector_norm(t, dim=1)
+    return t / norm.clamp_min(_EPS)[:, None], norm
+
+
+def _unit_backward(u: Tensor, norm: Tensor, g: Tensor) -> Tensor:
+    """Gradient w.r.t. ``t`` from the gradient ``g`` w.r.t. ``u = t / |t|``, in place in ``g``:
+    ``(g - u (u . g)) / |t|`` (no projection where ``|t| < eps``, as ``F.normalize``)."""
+    dot = torch.bmm(u.unsqueeze(1), g.unsqueeze(2)).view(-1)  # [N] row-wise u . g without an [N, D] temporary
+    dot = torch.where(norm > _EPS, dot, torch.zeros_like(dot))
+    return g.addcmul_(u, dot[:, None], value=-1.0).div_(norm.clamp_min(_EPS)[:, None])
+
+
 class _PairwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: EngineOptions):  # type: ignore[override]
+        nx = ny = None
+        if o.normalize:
+            (x, nx), (y, ny) = _unit(x), _unit(y)
         forward, _ = _KERNELS[o.kind]
         st, out = forward(x, y, scale, bias, o)
-        ctx.st, ctx.o = st, o
+        ctx.st, ctx.o, ctx.norms = st, o, (nx, ny)
         ctx.save_for_backward(x, y, scale, bias)
         ctx.mark_non_differentiable(out[2], out[3], out[4])
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_r: Tensor, g_c: Tensor, *_: Any):  # type: ignore[override]
         x, y, scale, bias = ctx.saved_tensors
         _, backward = _KERNELS[ctx.o.kind]
         gx, gy, gs, gb = backward(ctx.st, x, y, scale, bias, ctx.o, g_r, g_c)
+        if ctx.o.normalize:
+            nx, ny = ctx.norms
+            gx, gy = _unit_backward(x, nx, gx), _unit_backward(y, ny, gy)
         return gx, gy, gs.reshape(scale.shape), (gb.reshape(bias.shape) if ctx.o.has_bias else None), None
 
 

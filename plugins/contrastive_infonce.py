@@ -74,8 +74,8 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         if gather and negs is not None and not cfg.local_loss:
             raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")
         dtype = dtype_of(q, k, negs)
-        a, b = prepare(q, cfg.normalize, dtype), prepare(k, cfg.normalize, dtype)
-        extra = None if negs is None else prepare(negs, cfg.normalize, dtype)
+        a, b = prepare(q, dtype), prepare(k, dtype)
+        extra = None if negs is None else prepare(negs, dtype)
         scale = self.scale(dtype, a.device)
         ab, ba = layout(a, b, groups, gather=gather, local_loss=cfg.local_loss, mask=mask)
         scored = softmax_directions(

@@ -43,13 +43,13 @@ class SiglipLoss(ContrastiveLoss[SiglipConfig]):
         cfg = self.config
         a, b, groups, scale, bias = self._pair_inputs(image_features, text_features, group_ids)
         lay, _ = layout(a, b, groups, gather=self.gathering(), local_loss=cfg.local_loss)
-        opts = EngineOptions("sigmoid", lay.pairs, chunk=cfg.chunk_size, metrics=metrics)
+        opts = EngineOptions("sigmoid", lay.pairs, chunk=cfg.chunk_size, normalize=cfg.normalize, metrics=metrics)
         res = pairwise_loss(lay.rows, lay.cols, scale, bias, opts)
         out: dict[str, Tensor] = {}
         if metrics:
             out["accuracy_i2t"] = accuracy(lay.pairs, res.row_argmax, True)
             if lay.square:
                 out["accuracy_t2i"] = accuracy(lay.pairs, res.col_argmax, False)
-            out.update(mean_logits(lay.rows, lay.cols, scale, bias, res.positive_logits))
+            out.update(mean_logits(lay.rows, lay.cols, scale, bias, res.positive_logits, normalize=cfg.normalize))
             out.update(self.scale_metrics(scale, bias))
         return losskit.LossOutput(loss=reduce(res.row_loss, cfg.reduction), metrics=out)

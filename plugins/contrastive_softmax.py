@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from losskit_plugins.contrastive_common import Layout, accuracy, mean_logits
@@ -116,6 +117,9 @@ def _generic(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Dense autograd path, same outputs as the engine."""
     x, y, P = lay.rows, lay.cols, lay.pairs
+    if cfg.normalize:
+        x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+        extra = None if extra is None else F.normalize(extra, dim=-1)
     s = scale * x @ y.T + (bias if bias is not None else 0)  # [R, C]
     pos = P.positives(0, P.num_rows)
     neg = ~pos if in_batch_negatives else torch.zeros_like(pos)
@@ -144,7 +148,10 @@ def _engine(
     if extra is not None:  # shared explicit negatives: more columns that are nobody's positive
         y = torch.cat([y, extra], 0)
         P = _pad_columns(P, extra.shape[0])
-    o = EngineOptions("softmax", P, rows=rows, cols=cols, label_smoothing=cfg.label_smoothing, chunk=cfg.chunk_size, metrics=metrics)
+    o = EngineOptions(
+        "softmax", P, rows=rows, cols=cols, label_smoothing=cfg.label_smoothing, chunk=cfg.chunk_size,
+        normalize=cfg.normalize, metrics=metrics,
+    )
     r = pairwise_loss(lay.rows, y, scale, bias, o)
     return r.row_loss, r.col_loss, r.row_argmax, r.col_argmax, r.positive_logits
 
@@ -200,19 +207,19 @@ def softmax_directions(
         if metrics:
             out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, arg_r, True)
             out[f"accuracy_{names[1]}"] = accuracy(ab.pairs, arg_c, False)
-            out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos))
+            out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos, normalize=cfg.normalize))
     else:
         if want_ab:
             l_ab, _, arg_r, _, s_pos = score(ab, True, False, extra)
             if metrics:
                 out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, arg_r, True)
-                out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos))
+                out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos, normalize=cfg.normalize))
         if want_ba:
             lay = ba()
             l_ba, _, arg_r, _, s_pos = score(lay, True, False, None)
             if metrics:
                 out[f"accuracy_{names[1]}"] = accuracy(lay.pairs, arg_r, True)
                 if not want_ab:
-                    out.update(mean_logits(lay.rows, lay.cols, scale, bias, s_pos))
+                    out.update(mean_logits(lay.rows, lay.cols, scale, bias, s_pos, normalize=cfg.normalize))
     has_pos = ab.pairs.row_count(torch.float32) > 0
     return Scored(l_ab, l_ba, has_pos, out)
