@@ -103,7 +103,8 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
       are computed in fp32; the result is fp32). Gradients reach both if they require them.
     - ``weights``: optional per-box weights ``[N]`` multiplying each box's loss.
     - ``num_boxes``: optional normaliser for ``reduction="mean"`` (e.g. DETR's number of
-      target boxes summed over ranks), a number or a one-element tensor, clamped to >= 1.
+      target boxes, all-reduced and divided by the world size), a number or a
+      one-element tensor (no host sync), clamped to >= 1.
       Without it, ``"mean"`` divides by N.
 
     Per box: ``l1_weight * sum_coords(|pred - target|) + iou_weight * iou_term``
