@@ -68,7 +68,11 @@ class BoxLossConfig(losskit.LossConfig):
     )
     iou_weight: float = Field(1.0, ge=0.0, le=1e4, description="Weight of the IoU-family term; 0 disables it.")
     eps: float = Field(
-        1e-7, gt=0.0, le=1e-2, description="Added to every IoU-family denominator (torchvision's eps, default 1e-7)."
+        1e-7,
+        gt=0.0,
+        le=1.0,
+        description="Added to every IoU-family denominator, as torchvision's eps (default 1e-7; keep it far "
+        "below the box areas).",
     )
     degenerate: Degenerate = Field(
         "raise",

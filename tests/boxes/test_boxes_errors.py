@@ -118,7 +118,7 @@ def test_num_boxes_needs_mean(reduction: str) -> None:
         ({"box_format": "yxyx"}, "box_format"),
         ({"iou_loss": "eiou"}, "iou_loss"),
         ({"eps": 0.0}, "eps"),
-        ({"eps": 0.5}, "eps"),
+        ({"eps": 2.0}, "eps"),
         ({"l1_weight": -1.0}, "l1_weight"),
         ({"smooth_l1_beta": -0.1}, "smooth_l1_beta"),
         ({"degenerate": "ignore"}, "degenerate"),

@@ -52,6 +52,16 @@ def test_invariant_to_translating_both_boxes(boxes, kind: str, shift) -> None:
     torch.testing.assert_close(moved, per_box(kind, pred, target), rtol=1e-12, atol=1e-12)
 
 
+@given(boxes=pairs(), kind=st.sampled_from(["iou", "giou", "diou", "ciou"]))
+def test_invariant_to_swapping_the_x_and_y_axes(boxes, kind: str) -> None:
+    # point boxes included: counting them as square keeps CIoU's aspect term symmetric
+    pred, target = boxes
+    swap = [1, 0, 3, 2]
+    torch.testing.assert_close(
+        per_box(kind, pred[:, swap], target[:, swap]), per_box(kind, pred, target), rtol=1e-12, atol=1e-12
+    )
+
+
 @given(boxes=pairs())
 def test_giou_loss_lies_in_0_2_and_iou_loss_in_0_1(boxes) -> None:
     pred, target = boxes
