@@ -7,9 +7,11 @@ under ``degenerate: clamp``, inverted ones) come up often.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torchvision.ops import box_convert
 
 import losskit
 
@@ -101,11 +103,24 @@ def test_matches_reference_under_clamp(pairs, config, ref) -> None:
     data=st.data(),
 )
 def test_matches_reference_with_weights_formats_and_num_boxes(pairs, fmt, data, ref) -> None:
-    from torchvision.ops import box_convert
-
     pred, target = (box_convert(b, "xyxy", fmt) for b in pairs)
     n = pred.shape[0]
     weights = torch.tensor(data.draw(st.lists(st.floats(0.0, 2.0), min_size=n, max_size=n)), dtype=torch.float64)
     num_boxes = data.draw(st.sampled_from([0.0, 3.0, 10.5]))
     config = {"box_format": fmt, "iou_loss": data.draw(st.sampled_from(["giou", "ciou"])), "l1_weight": 5.0}
     compare(pred, target, config, ref, weights=weights, num_boxes=num_boxes)
+
+
+@pytest.mark.parametrize("fmt", ["xyxy", "cxcywh"])
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou"])  # CIoU holds alpha constant: not a true gradient
+def test_gradcheck_wrt_pred_target_and_weights(kind: str, fmt: str) -> None:
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(6, 2, generator=g, dtype=torch.float64)
+    wh = torch.rand(6, 2, generator=g, dtype=torch.float64) + 0.1
+    pred = torch.cat((xy, xy + wh), 1)
+    target = pred + 0.3 * torch.randn(6, 4, generator=g, dtype=torch.float64)
+    target[:, 2:] = torch.maximum(target[:, 2:], target[:, :2] + 0.05)  # valid, overlapping or not
+    pred, target = (box_convert(b, "xyxy", fmt).requires_grad_(True) for b in (pred, target))
+    weights = torch.rand(6, generator=g, dtype=torch.float64).requires_grad_(True)
+    loss = losskit.build("bbox", iou_loss=kind, box_format=fmt, smooth_l1_beta=0.2)
+    assert torch.autograd.gradcheck(lambda p, t, w: loss(p, t, weights=w, num_boxes=4.0), (pred, target, weights))
