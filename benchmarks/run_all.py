@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 import pydantic
+import torch
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -50,6 +51,8 @@ def run_overview(args: argparse.Namespace) -> bool:
     from losskit.bench import machine_info, make_report, markdown_table, plot_cases, resolve_device, run_cases
 
     device = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     machine = machine_info(device)  # before the run: its load average says how busy the machine was
     cases = run_cases(None, sizes=args.sizes, device=device, dtype=args.dtype, repeat=args.repeat, progress=True)
     stem = RESULTS / f"overview-{device.type}"
@@ -96,6 +99,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--scripts", action="store_true", help="run the per-loss scripts first")
     parser.add_argument("--tables-only", action="store_true", help="skip the overview run, only render the tables")
     args = parser.parse_args()

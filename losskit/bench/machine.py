@@ -10,7 +10,7 @@ import torch
 
 from losskit.bench.results import MachineInfo
 
-__all__ = ["cpu_model", "machine_info"]
+__all__ = ["busy_warning", "cpu_model", "machine_info"]
 
 
 def cpu_model() -> str:
@@ -42,4 +42,22 @@ def machine_info(device: torch.device) -> MachineInfo:
         device_name=name,
         cuda_version=torch.version.cuda,
         load_average=load,
+    )
+
+
+def busy_warning(machine: MachineInfo) -> str | None:
+    """A warning when the 1-minute load average exceeds the free CPUs for this run's threads.
+
+    Intra-op thread pools that wait on each other degrade badly on an oversubscribed
+    machine (tens of times slower on a shared 2-core box), so CPU timings taken then
+    say more about the neighbours than about the loss.
+    """
+    if machine.device != "cpu" or not machine.load_average or not machine.cpu_count:
+        return None
+    load = machine.load_average[0]
+    if load + machine.torch_threads <= machine.cpu_count:
+        return None
+    return (
+        f"the machine is busy (load average {load:g} on {machine.cpu_count} CPUs, {machine.torch_threads} torch "
+        "threads): CPU timings will be noisy; compare ratios from the same run, or use --threads 1"
     )

@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--seed", type=int, default=0, help="seed of the input generator (default 0)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch intra-op threads for the run (default: torch's, i.e. torch.get_num_threads())",
+    )
     p.add_argument("--json", metavar="FILE", help="write results with machine info as JSON")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of the text table")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of forward+backward times (PNG)")
@@ -62,10 +68,20 @@ def _config(items: list[str]) -> dict[str, object]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from losskit.bench import machine_info, make_report, markdown_table, plot_cases, resolve_device, run_cases, text_table
+    from losskit.bench.machine import busy_warning
 
     device = resolve_device(args.device)  # fails early and clearly when CUDA is missing
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: expected >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     machine = machine_info(device)  # before the run: its load average says how busy the machine was
+    busy = busy_warning(machine)
+    if busy:
+        print(f"losskit bench: warning: {busy}", file=sys.stderr)
     cases = run_cases(
         args.names or None,
         sizes=args.size or ["small"],

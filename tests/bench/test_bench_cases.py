@@ -75,3 +75,14 @@ def test_is_oom_recognises_the_cpu_allocator_failure():
     assert is_oom(MemoryError())
     assert not is_oom(RuntimeError("shape mismatch"))
     assert not is_oom(ValueError("out of memory"))  # only allocator errors count
+
+
+def test_busy_warning_compares_load_and_threads_with_the_cpus():
+    from losskit.bench.machine import busy_warning, machine_info
+
+    info = machine_info(torch.device("cpu"))
+    idle = info.model_copy(update={"load_average": [0.0, 0.0, 0.0], "cpu_count": 4, "torch_threads": 2})
+    busy = idle.model_copy(update={"load_average": [7.5, 5.0, 3.0]})
+    assert busy_warning(idle) is None
+    assert "load average 7.5 on 4 CPUs" in busy_warning(busy)
+    assert busy_warning(busy.model_copy(update={"device": "cuda:0"})) is None

@@ -70,3 +70,10 @@ def test_exit_status_1_when_an_implementation_errors_oom_is_not_failure(probe, c
     assert main(["bench", "bench_probe:alloc", "--size", "tiny", "--no-memory", "--markdown", *FAST]) == 1
     out = capsys.readouterr().out
     assert out.startswith("| loss | size | impl |") and "| OOM |" in out and "| ERROR |" in out
+
+
+def test_threads_option_sets_the_recorded_thread_count(tmp_path):
+    out = tmp_path / "t.json"
+    proc = _run("focal", "--size", "tiny", "--threads", "1", "--no-memory", "--json", str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert load_report(out).machine.torch_threads == 1
