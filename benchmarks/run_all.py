@@ -2,6 +2,7 @@
 a Markdown section per results file.
 
     python benchmarks/run_all.py                                   # CPU overview, size small
+    python benchmarks/run_all.py --threads 1                       # on a shared, busy CPU
     python benchmarks/run_all.py --sizes small medium --device cuda --dtype bf16
     python benchmarks/run_all.py --scripts                         # re-run the per-loss scripts first
     python benchmarks/run_all.py --tables-only                     # only re-render README_tables.md
@@ -49,11 +50,15 @@ def run_scripts(folder: Path) -> list[str]:
 def run_overview(args: argparse.Namespace) -> bool:
     """`losskit bench` over every loss; returns True if no row is an ERROR."""
     from losskit.bench import machine_info, make_report, markdown_table, plot_cases, resolve_device, run_cases
+    from losskit.bench.machine import busy_warning
 
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     machine = machine_info(device)  # before the run: its load average says how busy the machine was
+    busy = busy_warning(machine)
+    if busy:
+        print(f"warning: {busy}", file=sys.stderr)
     cases = run_cases(None, sizes=args.sizes, device=device, dtype=args.dtype, repeat=args.repeat, progress=True)
     stem = RESULTS / f"overview-{device.type}"
     command = "python benchmarks/run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -57,7 +57,9 @@ def busy_warning(machine: MachineInfo) -> str | None:
     load = machine.load_average[0]
     if load + machine.torch_threads <= machine.cpu_count:
         return None
+    n = machine.torch_threads
+    advice = "compare ratios from the same run" + (", or use --threads 1" if n > 1 else "")
     return (
-        f"the machine is busy (load average {load:g} on {machine.cpu_count} CPUs, {machine.torch_threads} torch "
-        "threads): CPU timings will be noisy; compare ratios from the same run, or use --threads 1"
+        f"the machine is busy (load average {load:g} on {machine.cpu_count} CPUs, {n} torch "
+        f"thread{'s' if n != 1 else ''}): CPU timings will be noisy; {advice}"
     )

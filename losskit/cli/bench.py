@@ -99,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     load = ", ".join(f"{x:g}" for x in machine.load_average) if machine.load_average else "n/a"
     title = (
         f"losskit bench: {machine.device_name} ({machine.device}), {args.dtype}, torch {machine.torch_version}, "
-        f"{machine.torch_threads} threads, load average {load} at start"
+        f"{machine.torch_threads} thread{'s' if machine.torch_threads != 1 else ''}, load average {load} at start"
     )
     print(markdown_table(cases) if args.markdown else text_table(cases, title=title))
     if args.json:

@@ -84,5 +84,7 @@ def test_busy_warning_compares_load_and_threads_with_the_cpus():
     idle = info.model_copy(update={"load_average": [0.0, 0.0, 0.0], "cpu_count": 4, "torch_threads": 2})
     busy = idle.model_copy(update={"load_average": [7.5, 5.0, 3.0]})
     assert busy_warning(idle) is None
-    assert "load average 7.5 on 4 CPUs" in busy_warning(busy)
+    assert "load average 7.5 on 4 CPUs, 2 torch threads" in busy_warning(busy)
+    assert busy_warning(busy).endswith("or use --threads 1")
+    assert "--threads" not in busy_warning(busy.model_copy(update={"torch_threads": 1}))
     assert busy_warning(busy.model_copy(update={"device": "cuda:0"})) is None
