@@ -3,6 +3,7 @@ temperature / bias, the cross-process layout of the similarity matrix, and metri
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,14 @@ def dtype_of(*ts: Tensor | None) -> torch.dtype:
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in ts) else torch.float32
 
 
+def _no_autocast(inputs: tuple[Any, ...]) -> torch.autocast:
+    """Autocast off on the inputs' device: logits are formed in fp32 even inside
+    ``torch.autocast`` regions (fp16/bf16 features are upcast by :func:`prepare`)."""
+    first = next((t for t in inputs if isinstance(t, Tensor)), None)
+    device_type = first.device.type if first is not None else "cpu"
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
 # ---------------------------------------------------------------- base class
 class ContrastiveLoss(losskit.Loss[C], Generic[C]):
     """Base of the contrastive losses: holds the logit scale (and bias) and gathers.
@@ -98,11 +107,13 @@ class ContrastiveLoss(losskit.Loss[C], Generic[C]):
 
     def compute(self, *inputs: Any, **kwargs: Any) -> losskit.LossOutput:
         """The loss with its parts and metrics (call signature: see the class docstring)."""
-        return self._run(*inputs, metrics=True, **kwargs)
+        with _no_autocast(inputs):
+            return self._run(*inputs, metrics=True, **kwargs)
 
     def forward(self, *inputs: Any, **kwargs: Any) -> Tensor:
         """``compute(...).loss``, skipping the metrics' extra passes over the logits."""
-        return self._run(*inputs, metrics=False, **kwargs).loss
+        with _no_autocast(inputs):
+            return self._run(*inputs, metrics=False, **kwargs).loss
 
     def _run(self, *inputs: Any, metrics: bool, **kwargs: Any) -> losskit.LossOutput:
         raise NotImplementedError
@@ -209,6 +220,12 @@ def _pairs(R: int, Cn: int, offset: int, gr: Tensor | None, gc: Tensor | None, m
     if gr is not None:
         assert gc is not None
         return Pairs.from_groups(gr, gc)
+    return _diagonal(R, Cn, offset, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _diagonal(R: int, Cn: int, offset: int, device: torch.device) -> Pairs:
+    """Matching-pair labels, built once per shape (not on every call)."""
     return Pairs.diagonal(R, Cn, offset=offset, device=device)
 
 

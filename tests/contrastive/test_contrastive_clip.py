@@ -227,3 +227,15 @@ def test_clip_bad_config(field, value):
 def test_clip_tiling_rejects_hard_negatives_at_build_time():
     with pytest.raises(losskit.errors.ConfigError, match="chunk_size"):
         losskit.build("clip", chunk_size=64, hard_negative_beta=1.0)
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip", "infonce"])
+def test_logits_are_fp32_inside_autocast(name):
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    loss_fn = losskit.build(name, distributed="none")
+    want = loss_fn(x.bfloat16().float(), y.bfloat16().float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss_fn(x.bfloat16(), y.bfloat16())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
