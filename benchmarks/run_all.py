@@ -63,7 +63,8 @@ def run_overview(args: argparse.Namespace) -> bool:
     stem = RESULTS / f"overview-{device.type}"
     command = "python benchmarks/run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     make_report(cases, machine, command=command.strip()).write_json(stem.with_suffix(".json"))
-    plot_cases(cases, stem.with_suffix(".png"), title=f"losskit bench, {machine.device_name}, {args.dtype}")
+    title = f"losskit bench, {machine.device_name}, {args.dtype}, size {' '.join(args.sizes)}"
+    plot_cases(cases, stem.with_suffix(".png"), title=f"{title}, torch threads: {machine.torch_threads}")
     stem.with_suffix(".md").write_text(markdown_table(cases) + "\n", encoding="utf-8")
     return not any(r.status == "error" for c in cases for r in c.impls)
 
@@ -85,7 +86,7 @@ def render_tables(folder: Path) -> str:
         out += [
             f"## {path.stem}",
             "",
-            f"{m.device_name} ({m.device}), {m.torch_threads} threads, torch {m.torch_version}, "
+            f"{m.device_name} ({m.device}), torch threads: {m.torch_threads}, torch {m.torch_version}, "
             f"load average {load} at the start; {report.created}.",
             f"Reproduce: `{report.command}`. Memory: {report.memory_measure}.",
             "",

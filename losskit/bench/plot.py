@@ -1,4 +1,4 @@
-"""Bar chart of forward+backward times (median with IQR whiskers) per case and implementation."""
+"""Chart of forward+backward times: one horizontal bar per implementation, grouped by case."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from losskit.bench.cases import LOSS_IMPL
 from losskit.bench.results import CaseResult
 
 __all__ = ["plot_cases"]
 
 
 def plot_cases(cases: Sequence[CaseResult], path: str | Path, *, title: str = "losskit bench") -> Path:
-    """Write a PNG: one group of bars per case (loss @ size), one bar per implementation.
+    """Write a PNG of forward+backward medians (ms, log scale) with interquartile whiskers.
 
-    Bars are forward+backward medians in milliseconds (log scale), whiskers span the
-    interquartile range; implementations that ran out of memory or failed are marked
-    in the group label. Uses matplotlib's Agg backend (no display needed).
+    Each case (loss @ size) is a group of bars: the losskit loss first (blue), then its
+    baselines (grey); rows that ran out of memory or failed show ``OOM`` / ``ERROR``
+    instead of a bar. Uses matplotlib's Agg backend (no display needed).
     """
     import matplotlib
 
@@ -26,32 +27,35 @@ def plot_cases(cases: Sequence[CaseResult], path: str | Path, *, title: str = "l
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    labels = sorted({r.impl for c in cases for r in c.impls}, key=lambda s: (s != "losskit", s))
-    width = 0.8 / max(len(labels), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(cases) * max(1, len(labels)) ** 0.5), 4.5))
-    for k, label in enumerate(labels):
-        xs, ys, lo, hi = [], [], [], []
-        for i, c in enumerate(cases):
-            r = next((r for r in c.impls if r.impl == label), None)
-            if r is None or r.forward_backward is None:
-                continue
-            t = r.forward_backward
-            q25, q75 = np.percentile(t.times_s, [25, 75])
-            xs.append(i + (k - (len(labels) - 1) / 2) * width)
-            ys.append(t.median_s * 1e3)
-            lo.append(max(0.0, t.median_s - float(q25)) * 1e3)
-            hi.append(max(0.0, float(q75) - t.median_s) * 1e3)
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=label)
-    names = []
-    for c in cases:
-        failed = [f"{r.impl}: {r.status.upper()}" for r in c.impls if r.status in ("oom", "error")]
-        names.append(f"{c.loss}\n{c.size_label}" + ("\n" + "\n".join(failed) if failed else ""))
-    ax.set_xticks(range(len(cases)), names, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("forward+backward, ms (median, IQR)")
+    ys, labels, bars, notes = [], [], [], []  # bars: (y, median ms, low whisker, high whisker, colour)
+    y = 0.0
+    for case in cases:
+        for r in case.impls:
+            ys.append(y)
+            labels.append(f"{case.loss} [{case.size_label}]  {r.impl}" if r.impl == LOSS_IMPL else r.impl)
+            if r.forward_backward is None:
+                notes.append((y, r.status.upper()))
+            else:
+                t = r.forward_backward
+                q25, q75 = (float(q) for q in np.percentile(t.times_s, [25, 75]))
+                colour = "tab:blue" if r.impl == LOSS_IMPL else "tab:gray"
+                med = t.median_s * 1e3
+                bars.append((y, med, max(0.0, med - q25 * 1e3), max(0.0, q75 * 1e3 - med), colour))
+            y += 1
+        y += 0.6  # gap between cases
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * len(ys)))
+    if bars:
+        by, width, lo, hi, colours = zip(*bars)
+        ax.barh(by, width, xerr=[lo, hi], color=colours, capsize=2, height=0.8)
+    for ny, text in notes:
+        ax.text(0.01, ny, text, transform=ax.get_yaxis_transform(), va="center", color="tab:red", fontsize=8)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("forward+backward per call, ms (median; whiskers: interquartile range)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import losskit
-from losskit.bench import LOSS_IMPL, run_case, run_cases, text_table
+from losskit.bench import LOSS_IMPL, plot_cases, run_case, run_cases, text_table
 
 FAST = {"repeat": 2, "warmup": 1, "min_run_time": 0.001}
 
@@ -63,7 +63,7 @@ def test_cpu_memory_sees_a_known_allocation(probe):
     assert 0.95 * expected <= mem.peak_bytes <= 1.25 * expected
 
 
-def test_oom_and_errors_are_rows_not_crashes(probe):
+def test_oom_and_errors_are_rows_not_crashes(probe, tmp_path):
     case = run_case("bench_probe:alloc", size="tiny", memory=False, **FAST)
     rows = {r.impl: r for r in case.impls}
     assert rows[LOSS_IMPL].status == "ok"
@@ -72,6 +72,8 @@ def test_oom_and_errors_are_rows_not_crashes(probe):
     assert case.ratios == {}  # nothing to compare with
     table = text_table([case])
     assert "OOM" in table and "ERROR" in table and "! bench_probe:alloc broken: ValueError: broken baseline" in table
+    png = plot_cases([case], tmp_path / "oom.png")  # rows without timings are labelled, not dropped
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_memory_process_killed_by_sigkill_is_reported_as_oom(probe):
