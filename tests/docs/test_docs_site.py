@@ -50,6 +50,7 @@ def _parse(path: Path) -> _Page:
 
 def broken_links(site: Path) -> list[str]:
     """``page: link (why)`` for every internal link of ``site`` that leads nowhere."""
+    site = site.resolve()
     pages = {p: _parse(p) for p in site.rglob("*.html")}
     broken = []
     for page_path, page in pages.items():
@@ -58,7 +59,8 @@ def broken_links(site: Path) -> list[str]:
             if parts.scheme or parts.netloc or link.startswith("data:"):
                 continue  # external; not fetched (the site builds offline)
             if parts.path:
-                target = (page_path.parent / unquote(parts.path)).resolve()
+                base = site if parts.path.startswith("/") else page_path.parent  # 404.html links from the root
+                target = (base / unquote(parts.path).lstrip("/")).resolve()
                 if target.is_dir():
                     target = target / "index.html"
             else:
@@ -118,9 +120,11 @@ def test_link_checker_finds_missing_pages_and_anchors(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text(
         '<a href="a/">ok</a><a href="a/#here">ok</a><a href="a/#nope">bad</a>'
         '<a href="b/">bad</a><a href="https://example.org/x">external</a><img src="img.png">'
+        '<a href="/a/#here">root-relative ok</a><a href="/c/">root-relative bad</a>'
     )
     assert sorted(broken_links(tmp_path)) == [
         "a/index.html: #gone (no element with id 'gone')",
+        "index.html: /c/ (no such file)",
         "index.html: a/#nope (no element with id 'nope')",
         "index.html: b/ (no such file)",
         "index.html: img.png (no such file)",
