@@ -19,7 +19,8 @@ Where torchvision falls short, this module does better:
   (w = h = 0) counts as square, so no 0/0 in value or gradient.
 
 IoU and GIoU run as one fused ``autograd.Function`` (few elementwise passes, an
-analytic backward); DIoU and CIoU add their penalties with ordinary autograd ops.
+analytic backward; it supports ``torch.func.grad``, not double backward); DIoU and
+CIoU add their penalties with ordinary autograd ops.
 Gradients at ties (``max(a, b)`` with ``a == b``) are split evenly between the two
 arguments, as PyTorch's ``maximum``/``minimum`` do.
 """
@@ -31,6 +32,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["IouKind", "box_iou_loss"]
 
@@ -54,7 +56,8 @@ class _OverlapLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, pred: Tensor, target: Tensor, eps: float, generalized: bool) -> tuple[Tensor, Tensor]:
+    def forward(pred: Tensor, target: Tensor, eps: float, generalized: bool) -> tuple[Tensor, ...]:
+        # returns (loss, iou, *intermediates); setup_context saves the intermediates
         p, t = pred.contiguous(), target.contiguous()  # [4, N]: x1, y1, x2, y2
         hi = torch.maximum(p, t)  # [4, N]: intersection x1, y1; enclosing x2, y2
         lo = torch.minimum(p, t)  # [4, N]: enclosing x1, y1; intersection x2, y2
@@ -65,7 +68,6 @@ class _OverlapLoss(torch.autograd.Function):
         u_eps = union + eps
         iou = inter / u_eps
         same = (p == t).all(0)  # [N] identical boxes: loss 0, IoU 1, even with zero area
-        wh_c = c_eps = ratio = None
         if generalized:
             wh_c = hi[2:] - lo[:2]  # [2, N] enclosing box extents
             area_c = wh_c[0] * wh_c[1]
@@ -73,20 +75,25 @@ class _OverlapLoss(torch.autograd.Function):
             ratio = (area_c - union) / c_eps  # share of the enclosing box outside the union
             loss = 1 - (iou - ratio)
         else:
+            wh_c = c_eps = ratio = iou.new_empty(0)
             loss = 1 - iou
         loss.masked_fill_(same, 0.0)
-        ctx.eps = eps
-        ctx.save_for_backward(p, t, wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same)
-        iou_out = iou.masked_fill(same, 1.0)
-        ctx.mark_non_differentiable(iou_out)
-        return loss, iou_out
+        return loss, iou.masked_fill(same, 1.0), wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, _grad_iou: Tensor) -> tuple[Tensor | None, ...]:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        pred, target, eps, generalized = inputs
+        ctx.eps, ctx.generalized = eps, generalized
+        ctx.save_for_backward(pred, target, *output[2:])
+        ctx.mark_non_differentiable(*output[1:])
+
+    @staticmethod
+    @once_differentiable  # runs without grad (out= writes); no double backward
+    def backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         p, t, wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same = ctx.saved_tensors
         go = grad_loss.masked_fill(same, 0.0)  # [N]
         d_union = go * (iou / u_eps)  # dL/d(union)
-        if c_eps is not None:
+        if ctx.generalized:
             d_enclosing_num = go / c_eps
             d_union -= d_enclosing_num
             d_area_c = d_enclosing_num - go * (ratio / c_eps)  # dL/d(enclosing area)
@@ -100,7 +107,7 @@ class _OverlapLoss(torch.autograd.Function):
             return out
 
         g_i = by_side(d_inter, wh_i)
-        g_c = by_side(d_area_c, wh_c) if c_eps is not None else None
+        g_c = by_side(d_area_c, wh_c) if ctx.generalized else None
         # weight of pred in max(pred, target): 1, 1/2 at ties (as torch.maximum's backward), 0
         s = torch.sign(p - t).add_(1.0).mul_(0.5)  # [4, N]
         q = 1.0 - s  # weight of pred in min(pred, target)
@@ -173,7 +180,7 @@ def box_iou_loss(pred: Tensor, target: Tensor, kind: IouKind, eps: float) -> tup
     Returns:
         ``(loss [N], iou [N])``; ``iou`` is detached (a metric), 1 for identical boxes.
     """
-    loss, iou = _OverlapLoss.apply(pred, target, eps, kind == "giou")
+    loss, iou = _OverlapLoss.apply(pred, target, eps, kind == "giou")[:2]
     if kind in ("diou", "ciou"):
         loss = loss + _centre_distance_penalty(pred, target, eps)
     if kind == "ciou":

@@ -151,3 +151,12 @@ def test_example_inputs_are_valid_boxes_in_every_format(fmt: str) -> None:
         for boxes in (pred, target):
             xyxy = box_convert(boxes.detach().float(), fmt, "xyxy")
             assert (xyxy[:, 2:] - xyxy[:, :2] >= 0.04).all()  # sides well above zero, even in fp16
+
+
+def test_torch_func_grad_equals_autograd() -> None:
+    pred, target = random_xyxy(16, 13), random_xyxy(16, 14)
+    loss = losskit.build("bbox", iou_loss="diou")
+    by_func = torch.func.grad(lambda p: loss(p, target))(pred)
+    p = pred.clone().requires_grad_(True)
+    (by_autograd,) = torch.autograd.grad(loss(p, target), p)
+    assert torch.equal(by_func, by_autograd)
