@@ -150,7 +150,7 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         use_l1 = cfg.l1_weight > 0
         use_iou = cfg.iou_loss != "none" and cfg.iou_weight > 0
         out_dtype = compute_dtype(pred, target)
-        pred, target, pred_rows, target_rows, weights = self._prepare(pred, target, weights, out_dtype)
+        pred, target, pred_rows, target_rows, weights = self._prepare(pred, target, weights, normalizer, out_dtype)
 
         def finish(values: Tensor) -> Tensor:
             if weights is not None:
@@ -182,9 +182,14 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         )
 
     def _prepare(
-        self, pred: Tensor, target: Tensor, weights: Tensor | None, dtype: torch.dtype
+        self,
+        pred: Tensor,
+        target: Tensor,
+        weights: Tensor | None,
+        normalizer: Tensor | float | None,
+        dtype: torch.dtype,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-        """Cast, convert, check and (under ``clamp``) repair the boxes.
+        """Cast, convert, check and (under ``clamp``) repair the boxes; check weights and a tensor ``num_boxes``.
 
         Returns ``(pred, target, pred_rows, target_rows, weights)``: the boxes ``[N, 4]``
         in ``box_format`` and as xyxy coordinate rows ``[4, N]``, in the compute dtype
@@ -193,6 +198,8 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         """
         cfg = self.config
         raw = {"pred": pred, "target": target} | ({"weights": weights} if weights is not None else {})
+        if isinstance(normalizer, Tensor):
+            raw["num_boxes"] = normalizer
 
         def convert(dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             p, t = cast_saturating(pred, dtype), cast_saturating(target, dtype)

@@ -136,7 +136,7 @@ def validate_values(
     """Check values with one device synchronisation; on failure, find and name the culprit.
 
     Args:
-        named: tensors (first dimension = box index) whose entries must be finite.
+        named: tensors whose entries must be finite (first dimension = box index, or 0-d).
         finite: check finiteness at all (one min/max pass per tensor; NaN propagates).
         ordered: ``{name: (rows [4, N], original_format)}`` whose boxes must have
             ``x1 <= x2`` and ``y1 <= y2`` (the ``degenerate="raise"`` policy).
@@ -176,6 +176,8 @@ def _raise_bad_values(named: dict[str, Tensor], ordered: dict[str, tuple[Tensor,
     """Raise a ValueError naming the first tensor and box index that failed :func:`validate_values`."""
     for name, t in named.items():
         nonfinite = ~torch.isfinite(t.detach())
+        if t.dim() == 0 and nonfinite:
+            raise ValueError(f"{name}: expected a finite value, got {t.item()}")
         if nonfinite.any():
             index, count = _first_bad(nonfinite.reshape(t.shape[0], -1).any(1))
             raise ValueError(f"{name}: expected finite values, got NaN or inf at index {index} ({count} row(s) in all)")

@@ -99,6 +99,8 @@ def test_bad_weights(weights, error, match: str) -> None:
         (True, TypeError, r"num_boxes: expected a number or a one-element tensor, got bool"),
         ("3", TypeError, r"num_boxes: expected a number or a one-element tensor, got str"),
         (torch.ones(2), ValueError, r"num_boxes: expected a one-element real tensor, got shape \(2,\)"),
+        (torch.tensor(float("nan")), ValueError, r"num_boxes: expected a finite value, got nan"),
+        (torch.tensor([float("inf")]), ValueError, r"num_boxes: expected a finite value, got inf"),
     ],
 )
 def test_bad_num_boxes(num_boxes, error, match: str) -> None:

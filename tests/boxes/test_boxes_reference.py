@@ -66,7 +66,7 @@ def compare(pred: torch.Tensor, target: torch.Tensor, config: dict, ref, **call)
     p1, t1 = pred.clone().requires_grad_(True), target.clone().requires_grad_(True)
     out = losskit.build("bbox", **config).compute(p1, t1, **call)
     p2, t2 = pred.clone().requires_grad_(True), target.clone().requires_grad_(True)
-    want, parts, mean_iou = ref.bbox(p2, t2, **config, **{k: v for k, v in call.items()})
+    want, parts, mean_iou = ref.bbox(p2, t2, **config, **call)
     assert out.loss.dtype == torch.float64
     torch.testing.assert_close(out.loss, want, rtol=1e-9, atol=1e-12)
     assert set(out.parts) == set(parts)
