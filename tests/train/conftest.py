@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -13,6 +14,17 @@ sys.path.insert(0, str(HERE))
 import trainer_testloss  # noqa: E402
 
 import losskit  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the subprocesses run with OMP_NUM_THREADS=1 (same float summation
+    order, so in-process reference runs match them bit for bit), and tiny models gain nothing
+    from a second thread on a shared 2-core machine (it only adds synchronisation stalls)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

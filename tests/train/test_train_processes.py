@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from losskit.train.config import validate_train_config
@@ -23,22 +22,13 @@ CLI = str(Path(__file__).parent / "trainer_cli.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.fixture
-def one_thread():
-    """In-process reference runs use one intra-op thread, like the subprocesses (same float summation order)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _comparable(run_dir):
     """metrics.jsonl without the timing fields."""
     return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss, one_thread):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss):
     cfg = tiny(tmp_path / "killed", steps=40, checkpoint={"every": 5, "keep": 2}, eval={"every": 20})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([sys.executable, CLI, "train", "--config", str(tmp_path / "c.yaml")], env=ENV,
@@ -65,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gather", ["trainer", "loss"])
-def test_torchrun_two_gloo_processes_match_one_process(tmp_path, tiny, test_loss, one_thread, gather):
+def test_torchrun_two_gloo_processes_match_one_process(tmp_path, tiny, test_loss, gather):
     # "trainer": a loss without a `distributed` field, gathered by the trainer;
     # "loss": the bundled clip, which gathers itself (distributed: auto)
     base = tiny(tmp_path / "ddp", steps=5, optim={"warmup_steps": 2, "grad_clip": 0.5})
