@@ -13,9 +13,12 @@ Kinds (``t`` is the step after the warm-up, ``p = min(t / steps, 1)``):
 - ``cosine``: ``end + (start - end) * (1 + cos(pi * p)) / 2`` (cosine annealing, as
   ``torch.optim.lr_scheduler.CosineAnnealingLR`` over one half period).
 - ``exponential``: ``start * (end / start) ** p`` (geometric interpolation; ``start`` and
-  ``end`` non-zero with the same sign).
-- ``step``: ``values[i]`` where ``i`` is the number of ``milestones`` ``<= t``
-  (``torch.optim.lr_scheduler.MultiStepLR`` with explicit values).
+  ``end`` non-zero with the same sign), or with ``gamma`` instead of ``end``/``steps``
+  ``start * gamma ** t`` (``torch.optim.lr_scheduler.ExponentialLR``), never past
+  ``end`` when it is given.
+- ``step``: ``values[i]`` where ``i`` is the number of ``milestones`` ``<= t``, or with
+  ``start`` and ``gamma`` instead of ``values`` ``start * gamma ** i``
+  (``torch.optim.lr_scheduler.MultiStepLR``).
 - ``piecewise``: linear interpolation between ``points`` ``[[step, value], ...]``,
   constant before the first and after the last.
 
@@ -119,32 +122,62 @@ class CosineSchedule(_Interpolated):
         return self.end + (self.start - self.end) * (1.0 + math.cos(math.pi * self._progress(t))) / 2.0
 
 
-class ExponentialSchedule(_Interpolated):
-    """``start * (end / start) ** min(t / steps, 1)``: geometric from start to end."""
+class ExponentialSchedule(_Base):
+    """Geometric: ``start * (end / start) ** min(t / steps, 1)``, or with ``gamma``
+    (``torch.optim.lr_scheduler.ExponentialLR``) ``start * gamma ** t``, never past ``end`` when given."""
 
     kind: Literal["exponential"] = Field(description="Schedule kind.")
+    start: float = Field(description="Value at the schedule's step 0 (non-zero).", **_FINITE)
+    end: float | None = Field(
+        None, description="Value reached at `steps`; with `gamma`, an optional bound never passed.", **_FINITE
+    )
+    steps: int | None = Field(None, gt=0, description="Steps (after warm-up) from start to end; not with gamma.")
+    gamma: float | None = Field(None, gt=0.0, description="Factor per step (instead of end/steps).", **_FINITE)
 
     @model_validator(mode="after")
-    def _same_sign(self) -> ExponentialSchedule:
-        if self.start == 0 or self.end == 0 or (self.start > 0) != (self.end > 0):
+    def _one_form(self) -> ExponentialSchedule:
+        if self.gamma is None and (self.end is None or self.steps is None):
+            raise ValueError("give either end and steps (geometric from start to end) or gamma (start * gamma ** t)")
+        if self.gamma is not None and self.steps is not None:
+            raise ValueError("give either steps (with end) or gamma, not both")
+        if self.start == 0 or (self.end is not None and (self.end == 0 or (self.start > 0) != (self.end > 0))):
             raise ValueError("start and end must be non-zero and have the same sign for an exponential schedule")
         return self
 
     def _curve(self, t: int) -> float:
-        p = self._progress(t)
-        return self.end if p == 1.0 else self.start * (self.end / self.start) ** p
+        if self.gamma is None:
+            p = min(t / self.steps, 1.0)  # type: ignore[operator]
+            return self.end if p == 1.0 else self.start * (self.end / self.start) ** p  # type: ignore[return-value,operator]
+        try:
+            value = self.start * self.gamma**t
+        except OverflowError:
+            value = math.copysign(math.inf, self.start)
+        if self.end is None:
+            return value
+        lo, hi = sorted((self.start, self.end))
+        return min(max(value, lo), hi)
+
+    def _extremes(self) -> tuple[float, ...]:
+        if self.end is not None:
+            return (self.start, self.end)
+        if self.gamma < 1:  # type: ignore[operator]
+            return (self.start, 0.0)
+        return (self.start, self.start if self.gamma == 1 else math.copysign(math.inf, self.start))
 
 
 class StepSchedule(_Base):
-    """``values[i]``, ``i`` = number of milestones ``<= t`` (``len(values) == len(milestones) + 1``)."""
+    """``values[i]`` — or ``start * gamma ** i`` (``torch.optim.lr_scheduler.MultiStepLR``) —
+    where ``i`` is the number of milestones ``<= t``."""
 
     kind: Literal["step"] = Field(description="Schedule kind.")
     milestones: list[Annotated[int, Field(gt=0)]] = Field(
         min_length=1, description="Strictly increasing steps (after warm-up) at which the next value starts."
     )
-    values: list[Annotated[float, Field(**_FINITE)]] = Field(
-        description="Value before the first milestone, then the value from each milestone on."
+    values: list[Annotated[float, Field(**_FINITE)]] | None = Field(
+        None, description="Value before the first milestone, then from each milestone on (len(milestones) + 1)."
     )
+    start: float | None = Field(None, description="Value before the first milestone (with gamma).", **_FINITE)
+    gamma: float | None = Field(None, description="Factor applied at each milestone (with start).", **_FINITE)
 
     @field_validator("milestones")
     @classmethod
@@ -154,18 +187,25 @@ class StepSchedule(_Base):
         return milestones
 
     @model_validator(mode="after")
-    def _lengths(self) -> StepSchedule:
-        if len(self.values) != len(self.milestones) + 1:
+    def _one_form(self) -> StepSchedule:
+        explicit = self.values is not None and self.start is None and self.gamma is None
+        multiplicative = self.values is None and self.start is not None and self.gamma is not None
+        if not (explicit or multiplicative):
+            raise ValueError("give either values, or start and gamma")
+        if self.values is not None and len(self.values) != len(self.milestones) + 1:
             raise ValueError(
                 f"values must have len(milestones) + 1 = {len(self.milestones) + 1} entries, got {len(self.values)}"
             )
         return self
 
+    def _value(self, i: int) -> float:
+        return self.values[i] if self.values is not None else self.start * self.gamma**i  # type: ignore[operator]
+
     def _curve(self, t: int) -> float:
-        return self.values[bisect_right(self.milestones, t)]
+        return self._value(bisect_right(self.milestones, t))
 
     def _extremes(self) -> tuple[float, ...]:
-        return tuple(self.values)
+        return tuple(self._value(i) for i in range(len(self.milestones) + 1))
 
 
 class PiecewiseSchedule(_Base):

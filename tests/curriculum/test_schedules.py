@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,6 +41,28 @@ def test_exponential_is_geometric():
     assert values == pytest.approx([1.0, 0.1, 0.01, 0.01])
 
 
+def test_torch_style_forms_match_torch_lr_schedulers():
+    """step with start/gamma is MultiStepLR, exponential with gamma is ExponentialLR."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    multi = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([param], lr=0.3), milestones=[3, 7], gamma=0.2)
+    expo = torch.optim.lr_scheduler.ExponentialLR(torch.optim.SGD([param], lr=0.3), gamma=0.9)
+    step = parse_schedule({"kind": "step", "milestones": [3, 7], "start": 0.3, "gamma": 0.2})
+    exponential = parse_schedule({"kind": "exponential", "start": 0.3, "gamma": 0.9})
+    for t in range(12):
+        assert step.at(t) == pytest.approx(multi.get_last_lr()[0])
+        assert exponential.at(t) == pytest.approx(expo.get_last_lr()[0])
+        multi.optimizer.step()
+        expo.optimizer.step()
+        multi.step()
+        expo.step()
+
+
+def test_exponential_gamma_never_passes_end():
+    schedule = parse_schedule({"kind": "exponential", "start": 1.0, "gamma": 2.0, "end": 5.0})
+    assert [schedule.at(t) for t in (0, 1, 2, 3, 10**6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert parse_schedule({"kind": "exponential", "start": 1.0, "gamma": 3.0}).at(10**6) == math.inf
+
+
 def test_step_milestones():
     spec = {"kind": "step", "milestones": [3, 7], "values": [1.0, 0.5, 0.1]}
     assert at(spec, 0, 2, 3, 6, 7, 100) == [1.0, 1.0, 0.5, 0.5, 0.1, 0.1]
@@ -67,6 +90,11 @@ def test_warmup_ramps_to_first_value_then_shifts_the_schedule():
         ({"kind": "step", "milestones": [5], "values": [1.0]}, ""),
         ({"kind": "piecewise", "points": [[3, 1.0], [1, 2.0]]}, "points"),
         ({"kind": "exponential", "start": 1.0, "end": 0.0, "steps": 3}, ""),
+        ({"kind": "exponential", "start": 1.0, "end": 2.0}, ""),
+        ({"kind": "exponential", "start": 1.0, "gamma": 0.5, "steps": 3}, ""),
+        ({"kind": "exponential", "start": 1.0, "gamma": -0.5}, "gamma"),
+        ({"kind": "step", "milestones": [5], "start": 1.0}, ""),
+        ({"kind": "step", "milestones": [5], "values": [1.0, 2.0], "gamma": 0.1}, ""),
         ({"kind": "constant", "value": 1.0, "warmup_steps": -1}, "warmup_steps"),
         ({"kind": "constant", "value": 1.0, "typo": 1}, "typo"),
         ({"kind": "sawtooth"}, ""),
@@ -107,10 +135,18 @@ def schedules(draw):
         spec.update(start=draw(finite), end=draw(finite), steps=draw(st.integers(1, 50)))
     elif kind == "exponential":
         sign = draw(st.sampled_from([-1.0, 1.0]))
-        spec.update(start=sign * draw(positive), end=sign * draw(positive), steps=draw(st.integers(1, 50)))
+        spec.update(start=sign * draw(positive), end=sign * draw(positive))
+        if draw(st.booleans()):
+            spec["steps"] = draw(st.integers(1, 50))
+        else:
+            spec["gamma"] = draw(st.floats(0.5, 2.0))
     elif kind == "step":
         milestones = sorted(draw(st.sets(st.integers(1, 60), min_size=1, max_size=4)))
-        spec.update(milestones=milestones, values=[draw(finite) for _ in range(len(milestones) + 1)])
+        spec["milestones"] = milestones
+        if draw(st.booleans()):
+            spec["values"] = [draw(finite) for _ in range(len(milestones) + 1)]
+        else:
+            spec.update(start=draw(finite), gamma=draw(st.floats(-2.0, 2.0)))
     else:
         steps = sorted(draw(st.sets(st.integers(0, 60), min_size=1, max_size=5)))
         spec["points"] = [[s, draw(finite)] for s in steps]
