@@ -225,7 +225,7 @@ def _softmax_forward(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: Engin
         col_sum = (y @ x.sum(0)) * scale + (R * bias if o.has_bias else 0)  # [C] sum_i s_ij
         col_loss = direction(c, cn, M, P.cols, col_count, col_sum, R)
     st = _State(
-        shifts=shifts, M=M, r=r, rn=rn, c=c, cn=cn, row_shift=row_shift, s_pos=s_pos, e_pos_r=e_pos_r,
+        shifts=shifts, M=M, r=r, rn=rn, c=c, cn=cn, e_pos_r=e_pos_r,
         e_pos_c=e_pos_c, row_count=row_count, col_count=col_count, saved=saved, starts=scan.starts, ends=scan.ends,
     )
     return st, scan.outputs(row_loss, col_loss)
