@@ -51,7 +51,7 @@ def _manifest_with_broken_image(root):
 def test_on_bad_image_policy(tmp_path, tiny, test_loss, policy, capsys):
     manifest = _manifest_with_broken_image(tmp_path)
     data = {"source": "manifest", "train_annotations": manifest, "val_annotations": manifest, "image_size": 8,
-            "batch_size": 4, "on_bad_image": policy, "max_text_length": 16}  # fmt: skip
+            "batch_size": 4, "on_bad_image": policy, "max_text_length": 16, "num_workers": 1}  # fmt: skip
     config = validate_train_config({**tiny(tmp_path / "run"), "data": data, "steps": 4})
     if policy == "raise":
         with pytest.raises(BadImageError, match=r"5\.png"):
