@@ -18,6 +18,13 @@ docs/plugin-authors.md, "Writing docs"):
   data (YAML and JSON blocks must parse). An unlabelled fence fails the test.
 - A bash block that runs the test suite (``pytest``) cannot run inside it: it must be,
   line for line, a command of ``.ci/run``, which is what CI executes.
+
+Speed: importing torch, torchvision and the plugins costs seconds per process, and the
+docs start a hundred of them. Each test worker therefore starts ``block_server.py``
+once: python blocks, and the ``losskit``/``python`` commands of bash blocks (through
+``block_client.py`` first on their PATH), run in forks of it — fresh ``__main__``, the
+block's own cwd, environment and streams, the registry loaded inside the run. Set
+``LOSSKIT_DOCS_NO_FORK=1`` to run every block in brand-new processes instead.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,17 +164,38 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def block_env(tmp: Path, block: Block) -> dict[str, str]:
-    """The environment one block runs in: :func:`base_env`, scratch files in ``tmp``."""
-    return {**base_env(), "TMPDIR": str(tmp), NESTED_ENV: block.id}
+def block_env(tmp: Path, block: Block, server: BlockServer | None = None) -> dict[str, str]:
+    """The environment one block runs in: :func:`base_env`, scratch files in ``tmp``, the server's commands."""
+    env = {**base_env(), "TMPDIR": str(tmp), NESTED_ENV: block.id}
+    if server is not None:
+        env.update(server.env)
+    return env
 
 
 class BlockServer:
-    """Client of ``block_server.py``: runs python blocks in forks of a process that imported torch once."""
+    """Runs the docs' Python in forks of one process that imported torch once (``block_server.py``).
+
+    ``python`` blocks are sent on the server's stdin; ``bash`` blocks find ``losskit``,
+    ``python`` and ``python3`` first on their PATH as ``block_client.py``, which forwards
+    the command to the server's socket.
+    """
 
     def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="lkdocs"))  # short: a socket path has ~100 bytes
+        socket_path, bin_dir = self.dir / "sock", self.dir / "bin"
+        bin_dir.mkdir()
+        client = Path(__file__).with_name("block_client.py").read_text(encoding="utf-8")
+        for name in ("losskit", "python", "python3"):
+            (bin_dir / name).write_text(f"#!{sys.executable} -IS\n{client}", encoding="utf-8")
+            (bin_dir / name).chmod(0o755)
+        real_bin = str(Path(sys.executable).parent)
+        self.env = {
+            "PATH": os.pathsep.join([str(bin_dir), real_bin, os.environ.get("PATH", "")]),
+            "LOSSKIT_DOCS_SERVER": str(socket_path),
+            "LOSSKIT_DOCS_REAL_BIN": real_bin,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("block_server.py"))],
+            [sys.executable, str(Path(__file__).with_name("block_server.py")), str(socket_path)],
             cwd=REPO,
             env=base_env(),
             stdin=subprocess.PIPE,
@@ -188,6 +218,7 @@ class BlockServer:
     def close(self) -> None:
         self.proc.stdin.close()  # type: ignore[union-attr]
         self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def run_block(block: Block, tmp: Path, server: BlockServer | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,7 +229,7 @@ def run_block(block: Block, tmp: Path, server: BlockServer | None = None) -> sub
     """
     kind = RUN_LANGUAGES[block.language]
     stem = re.sub(r"[^A-Za-z0-9]+", "_", block.path)
-    env = block_env(tmp, block)
+    env = block_env(tmp, block, server)
     if kind == "python":
         # pad so that the script's line numbers are the Markdown file's
         script = tmp / f"{stem}.py"
@@ -366,9 +397,36 @@ def test_run_block_times_out(tmp_path: Path, runner, monkeypatch) -> None:
     assert time.monotonic() - start < 30
 
 
-def test_run_block_bash_fails_on_first_failing_command(tmp_path: Path) -> None:
-    ok = run_block(Block("docs/fake.md", 1, "bash", 'test "$PWD" = "' + str(REPO) + '"\nlosskit --version\n'), tmp_path)
+def test_run_block_bash_fails_on_first_failing_command(tmp_path: Path, runner) -> None:
+    code = 'test "$PWD" = "' + str(REPO) + '"\npython -c "import sys; print(sys.executable)"\n'
+    ok = run_block(Block("docs/fake.md", 1, "bash", code), tmp_path, runner)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("losskit ")
-    bad = run_block(Block("docs/fake.md", 1, "bash", "false\necho not reached\n"), tmp_path)
-    assert bad.returncode != 0 and "not reached" not in bad.stdout
+    assert ok.stdout == sys.executable + "\n"  # the venv's interpreter, first on PATH
+    bad = run_block(Block("docs/fake.md", 1, "bash", "python -c 'raise SystemExit(3)'\necho not reached\n"), tmp_path, runner)
+    assert bad.returncode == 3 and "not reached" not in bad.stdout
+
+
+def test_run_block_bash_commands_behave_as_the_real_ones(tmp_path: Path, block_server: BlockServer) -> None:
+    """The server's ``losskit``/``python``: arguments, stdin, pipes, environment, exit status, fallback."""
+    code = (
+        "losskit --version\n"
+        "losskit show no_such_loss || echo \"status $?\"\n"
+        "echo hi | python -c 'import sys; print(sys.stdin.read().strip().upper(), sys.argv[1:])' a b\n"
+        "losskit schema focal | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"title\"])'\n"
+        "LOSSKIT_DISABLE_PLUGINS=focal python -m losskit list > \"$TMPDIR/list.txt\"\n"
+        "grep -q focal \"$TMPDIR/list.txt\" || echo 'no focal'\n"
+        "printf 'import sys\\nprint(sys.argv, __name__)\\nsys.exit(4)\\n' > \"$TMPDIR/s.py\"\n"
+        "python \"$TMPDIR/s.py\" x || echo \"status $?\"\n"
+        "python -X utf8 -c 'print(\"fallback\")'\n"
+    )
+    proc = run_block(Block("docs/fake.md", 1, "bash", code), tmp_path, block_server)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("losskit ") and lines[1] == "status 1"
+    assert "unknown loss 'no_such_loss'" in proc.stderr
+    lines = lines[2:]
+    assert lines[0] == "HI ['a', 'b']"
+    assert lines[1].startswith("Focal")
+    assert lines[2] == "no focal"
+    assert lines[3] == f"['{tmp_path}/s.py', 'x'] __main__"
+    assert lines[4:] == ["status 4", "fallback"]
