@@ -18,6 +18,7 @@ See ``docs/mixtures.md`` and :mod:`losskit_plugins.mixture_weighting` for the fo
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -66,7 +67,7 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
         by_term = self._gather(inputs, term_inputs)
         self._check_unchanged()
         names = list(self.terms)
-        outputs = {name: _call(name, self.terms[name], by_term[name]) for name in names}
+        outputs = {name: _call(name, self.terms[name], by_term[name], self.config.term_metrics) for name in names}
         term_losses = [to_float32(outputs[name].loss) for name in names]
         losses = torch.stack(term_losses)  # [T]
         self._check_device(losses.device)
@@ -180,18 +181,20 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
         return setters
 
 
-def _call(name: str, term: losskit.Loss, inputs: Any) -> losskit.LossOutput:
+def _call(name: str, term: losskit.Loss, inputs: Any, metrics: bool) -> losskit.LossOutput:
+    """Run one term on its inputs: ``compute`` (with its metrics) or ``forward``."""
     if isinstance(inputs, losskit.Inputs):
-        out = term.compute(*inputs.args, **inputs.kwargs)
+        args, kwargs = tuple(inputs.args), dict(inputs.kwargs)
     elif isinstance(inputs, Mapping):
-        out = term.compute(**inputs)
+        args, kwargs = (), dict(inputs)
     elif isinstance(inputs, (tuple, list)):
-        out = term.compute(*inputs)
+        args, kwargs = tuple(inputs), {}
     else:
         raise TypeError(
             f"{name}: expected the term's inputs as a dict of keyword inputs, a tuple of positional inputs "
             f"or losskit.Inputs, got {type(inputs).__name__}"
         )
+    out = term.compute(*args, **kwargs) if metrics else losskit.LossOutput(loss=term(*args, **kwargs))
     if out.loss.dim() != 0:
         raise ValueError(f"{name}: the term returned a loss of shape {tuple(out.loss.shape)}, expected a scalar")
     return out
@@ -232,6 +235,17 @@ SIZES = {
 }
 
 
+def terms_by_hand(inputs: Mapping[str, losskit.Inputs]) -> Tensor:
+    """Baseline for ``losskit bench``: the default terms called directly and summed (no mixture)."""
+    terms = _default_terms()
+    return torch.stack([terms[name](*inputs[name].args, **inputs[name].kwargs) for name in DEFAULT_TERMS]).sum()
+
+
+@functools.cache
+def _default_terms() -> dict[str, losskit.Loss]:
+    return {name: losskit.build(spec) for name, spec in DEFAULT_TERMS.items()}
+
+
 @losskit.hookimpl
 def register_losses(register):
     """Register ``mixture``."""
@@ -241,6 +255,7 @@ def register_losses(register):
         config=MixtureConfig,
         example_inputs=example_inputs,
         sizes=SIZES,
+        baselines={"terms_by_hand": terms_by_hand},
         throughput_keys=("itc.B",),
         throughput_unit="image-text pairs",
     )

@@ -122,6 +122,11 @@ class MixtureConfig(losskit.LossConfig):
     uncertainty: UncertaintyOptions = Field(UncertaintyOptions(), description="Options of 'uncertainty'.")
     dwa: DWAOptions = Field(DWAOptions(), description="Options of 'dwa'.")
     gradnorm: GradNormOptions = Field(GradNormOptions(), description="Options of 'gradnorm'.")
+    term_metrics: bool = Field(
+        True,
+        description="Collect each term's own metrics (`compute`); false calls the terms' `forward`, which some "
+        "losses (e.g. clip) run without their metrics' extra work.",
+    )
 
     @field_validator("terms", mode="before")
     @classmethod

@@ -75,3 +75,14 @@ def test_default_mixture_is_the_grounding_trio_and_conforms():
     }
     report = check_loss("mixture", seeds=1, checks=["finite", "low_precision", "state_dict"])
     assert report.ok
+
+
+def test_without_term_metrics_the_value_is_the_same_and_matches_the_bench_baseline():
+    from losskit_plugins.mixture import SIZES, example_inputs, terms_by_hand
+
+    inputs = example_inputs(SIZES["tiny"], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(3))
+    full = losskit.build("mixture").compute(*inputs.args)
+    lean = losskit.build("mixture", term_metrics=False).compute(*inputs.args)
+    torch.testing.assert_close(lean.loss, full.loss)
+    torch.testing.assert_close(terms_by_hand(*inputs.args), full.loss)
+    assert "itc/accuracy_i2t" in full.metrics and set(lean.metrics) == {"weight/itc", "weight/lm", "weight/box"}
