@@ -94,8 +94,8 @@ def test_assignment_inside_a_term_is_validated_with_its_path():
 
 def test_nested_mixture_paths():
     spec = {"name": "mixture", "terms": {"inner": mixture_spec(), "cls": {"name": "focal"}}}
-    spec["terms"]["inner"]["terms"]["box"]["eps"] = 1.0
-    assert [p for p, _ in errors_of(spec)] == ["terms.inner.terms.box.eps"]
+    spec["terms"]["inner"]["terms"]["box"]["l1_weight"] = -1.0
+    assert [p for p, _ in errors_of(spec)] == ["terms.inner.terms.box.l1_weight"]
 
 
 def test_json_round_trip_rebuilds_the_same_config():
