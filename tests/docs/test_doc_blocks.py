@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -241,9 +242,18 @@ def run_block(block: Block, tmp: Path, server: BlockServer | None = None) -> sub
         script = tmp / f"{stem}.sh"
         script.write_text(block.code, encoding="utf-8")
         cmd = ["bash", "-euo", "pipefail", str(script)]
-    return subprocess.run(
-        cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S
-    )
+    # own session: on timeout the whole group goes, not only bash (its children would hold the pipes open)
+    with subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="session")
@@ -388,12 +398,13 @@ def test_run_block_python_is_a_fresh_script(tmp_path: Path, runner) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "docs/fake.md:7\n", "")
 
 
-def test_run_block_times_out(tmp_path: Path, runner, monkeypatch) -> None:
+@pytest.mark.parametrize("language", ["python", "bash"])
+def test_run_block_times_out(tmp_path: Path, runner, monkeypatch, language: str) -> None:
     monkeypatch.setitem(globals(), "BLOCK_TIMEOUT_S", 2)
-    block = Block("docs/fake.md", 1, "python", "import time\ntime.sleep(60)\n")
+    code = "import time\ntime.sleep(60)\n" if language == "python" else "python -c 'import time; time.sleep(60)' | cat\n"
     start = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
-        run_block(block, tmp_path, runner)
+        run_block(Block("docs/fake.md", 1, language, code), tmp_path, runner)
     assert time.monotonic() - start < 30
 
 
