@@ -84,8 +84,11 @@ def _run(kind: str, target: str, argv: list[str]) -> int:
         else:
             print(exc.code, file=sys.stderr)
             code = 1
-    except BaseException:  # noqa: BLE001 - reported like the interpreter would
-        traceback.print_exc()
+    except BaseException as exc:  # noqa: BLE001 - reported like the interpreter would
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, "<frozen runpy>", runpy.__file__):
+            tb = tb.tb_next  # the server's own frames: `python script` would not show them
+        traceback.print_exception(type(exc), exc, tb)
         code = 1
     try:
         atexit._run_exitfuncs()

@@ -377,6 +377,7 @@ def test_run_block_reports_markdown_line_numbers(tmp_path: Path, runner) -> None
     assert proc.returncode == 1
     assert proc.stdout == "out True\n"
     assert 'fake_md.py", line 43' in proc.stderr and "ZeroDivisionError" in proc.stderr
+    assert "block_server" not in proc.stderr and "runpy" not in proc.stderr
 
 
 def test_run_block_python_is_a_fresh_script(tmp_path: Path, runner) -> None:
