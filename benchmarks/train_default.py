@@ -58,7 +58,12 @@ def main() -> None:
         "after": evals[-1]["eval"],
         "summary": done.stdout.strip().splitlines()[-12:],
         "targets": {"wall_s": "<= 180 on 2 idle CPU cores", "after.i2t_r1": ">= 0.9", "after.t2i_r1": ">= 0.9"},
-        "machine": {"cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -101,6 +101,7 @@ def main() -> None:
         "machine": {
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
             "torch": torch.__version__,
