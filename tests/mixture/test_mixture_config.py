@@ -112,3 +112,33 @@ def test_schema_describes_terms():
     terms = schema["properties"]["terms"]["additionalProperties"]
     assert terms["required"] == ["name"]
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_config_error_expands_nested_config_errors_of_any_config():
+    """The general mechanism (losskit.config.config_error) the mixture relies on."""
+    from pydantic import field_validator
+
+    from losskit.config import validate_config
+
+    class Holder(losskit.LossConfig):
+        inner: dict = {}
+
+        @field_validator("inner")
+        @classmethod
+        def _check(cls, inner):
+            bad = [(f"{k}.size", "must be positive") for k, v in inner.items() if v <= 0]
+            if bad:
+                raise ConfigError(bad)
+            return inner
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(Holder, {"inner": {"a": 1, "b": 0, "c": -1}, "reduction": "max"}, prefix="loss")
+    assert info.value.errors == [
+        ("loss.reduction", "Input should be 'mean', 'sum' or 'none'"),
+        ("loss.inner.b.size", "must be positive"),
+        ("loss.inner.c.size", "must be positive"),
+    ]
+    holder = Holder()
+    with pytest.raises(ConfigError) as info:
+        holder.inner = {"z": 0}  # validated assignment goes through the same expansion
+    assert info.value.errors == [("inner.z.size", "must be positive")]
