@@ -1,8 +1,10 @@
 """Small ``torch.distributed`` helpers shared by losses and the trainer.
 
 Nothing here knows about any particular loss. The gathers use torch's own
-collectives (``torch.distributed.nn.functional.all_gather`` for the autograd-aware
-one), never a home-made transport.
+collectives (``all_gather_into_tensor``; in backward ``reduce_scatter_tensor`` on NCCL,
+``all_reduce`` on backends without reduce-scatter such as gloo), never a home-made
+transport. (``torch.distributed.nn.functional.all_gather``, which does the same, is
+deprecated as of torch 2.14.)
 
 Gradient convention of :func:`all_gather_with_grad`: the backward of the gather
 *sums* the gradients that every rank sends back to a shard. If each rank ``r``
@@ -79,19 +81,43 @@ def _check_same_shape(t: Tensor, name: str, group: object | None) -> None:
         raise ValueError(f"{name}: every rank must pass the same shape to be gathered, got {listing}")
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums each shard's gradient over ranks."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, group: object | None) -> Tensor:  # type: ignore[override]
+        ctx.group = group
+        out = t.new_empty((world_size(group) * t.shape[0], *t.shape[1:]))  # [W*N, ...]
+        dist.all_gather_into_tensor(out, t.contiguous(), group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        group = ctx.group
+        n = grad.shape[0] // world_size(group)
+        grad = grad.contiguous()
+        if dist.get_backend(group) == dist.Backend.NCCL:
+            out = grad.new_empty((n, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad, group=group)  # sum over ranks of this rank's rows
+            return out, None
+        total = grad.clone()  # backends without reduce-scatter (gloo): all-reduce, keep this rank's rows
+        dist.all_reduce(total, group=group)
+        r = rank(group)
+        return total[r * n : (r + 1) * n], None
+
+
 def all_gather_with_grad(t: Tensor, *, name: str = "tensor", group: object | None = None) -> Tensor:
     """Concatenate ``t [N, ...]`` from every rank along dim 0 -> ``[W*N, ...]``, differentiably.
 
     Rank ``r``'s shard is rows ``r*N:(r+1)*N``. Backward sums the incoming gradients of
-    each shard over ranks (see the module docstring for how this composes with DDP).
-    Every rank must pass the same shape (checked: ``ValueError`` naming ``name``).
+    each shard over ranks (reduce-scatter on NCCL, all-reduce elsewhere; see the module
+    docstring for how this composes with DDP). Every rank must pass the same shape
+    (checked: ``ValueError`` naming ``name``).
     """
-    from torch.distributed.nn.functional import all_gather
-
     if world_size(group) == 1:
         return t
     _check_same_shape(t, name, group)
-    return torch.cat(all_gather(t, group=group or dist.group.WORLD), dim=0)
+    return _GatherWithGrad.apply(t, group)
 
 
 def all_gather_no_grad(t: Tensor, *, name: str = "tensor", group: object | None = None) -> Tensor:

@@ -13,7 +13,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-import losskit
+import losskit_plugins.contrastive
+from losskit.registry import Registry
+
+# only the plugin under test: spawned processes skip importing the other plugins (torchvision, ...)
+REGISTRY = Registry(autoload=False)
+REGISTRY.add_plugin(losskit_plugins.contrastive, "contrastive", bundled=True)
 
 SHARD = 3  # samples per rank
 DIM = 4
@@ -45,7 +50,7 @@ def global_batch(case: int, world: int) -> tuple[torch.Tensor, torch.Tensor, tor
 def run_case(case: int, img: torch.Tensor, txt: torch.Tensor, groups: torch.Tensor, distributed: str) -> dict:
     """Loss and gradients (features, loss parameters) of one case on the given rows."""
     name, cfg, with_groups = CASES[case]
-    loss_fn = losskit.build(name, distributed=distributed, **cfg).double()
+    loss_fn = REGISTRY.build(name, distributed=distributed, **cfg).double()
     img, txt = img.clone().requires_grad_(), txt.clone().requires_grad_()
     kwargs = {"group_ids": groups} if with_groups else {}
     loss = loss_fn(img, txt, **kwargs)
