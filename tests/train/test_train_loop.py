@@ -120,3 +120,22 @@ def test_bundled_clip_with_a_curriculum(tmp_path, tiny):
     # the metrics of step s come from the loss computed with the schedule's value at step s - 1
     assert [round(r["metrics"]["temperature"], 6) for r in lines] == [0.1, 0.09, 0.08, 0.07, 0.06, 0.05]
     assert set(lines[0]["parts"]) == {"image_to_text", "text_to_image"}
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"name": "siglip"},
+        {"name": "infonce", "learnable_temperature": True},
+        {"name": "mixture", "terms": {"itc": {"name": "clip"}, "sig": {"name": "siglip"}}},
+    ],
+    ids=["siglip", "infonce", "mixture"],
+)
+def test_other_bundled_losses_with_accumulation_and_bf16(tmp_path, tiny, loss):
+    cfg = tiny(tmp_path / "run", loss=loss, steps=3, precision="bf16")
+    cfg["optim"]["accum_steps"] = 2
+    result = train(validate_train_config(cfg), quiet=True)
+    lines = [r for r in read_metrics(tmp_path / "run/metrics.jsonl") if "loss" in r]
+    assert len(lines) == 3 and np.isfinite(result.final_loss)
+    params = torch.load(tmp_path / "run/checkpoints/step-00000003.pt", weights_only=True)["objective"]
+    assert any(k.startswith("loss.") for k in params)  # the loss's learnable state is checkpointed
