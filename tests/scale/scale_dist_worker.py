@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+import losskit.distributed
 import losskit_plugins.contrastive
 from losskit.registry import Registry
 
@@ -55,11 +56,14 @@ def run_case(case: int, img: torch.Tensor, txt: torch.Tensor, groups: torch.Tens
     kwargs = {"group_ids": groups} if with_groups else {}
     loss = loss_fn(img, txt, **kwargs)
     loss.backward()
+    grads = {n: p.grad.clone() for n, p in loss_fn.named_parameters()}
+    losskit.distributed.average_gradients(loss_fn)  # what DDP does for the model's parameters
     return {
         "loss": loss.detach(),
         "img_grad": img.grad,
         "txt_grad": txt.grad,
-        "param_grads": {n: p.grad for n, p in loss_fn.named_parameters()},
+        "param_grads": grads,
+        "param_grads_averaged": {n: p.grad for n, p in loss_fn.named_parameters()},
     }
 
 
@@ -75,6 +79,11 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             img, txt, groups = global_batch(case, world)
             mode = "auto" if case % 2 else "gather"  # auto: gathers since world size > 1
             results.append(run_case(case, img[rows], txt[rows], groups[rows], mode))
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        try:  # shards of different sizes are refused on every rank (no hang)
+            losskit.distributed.all_gather_with_grad(torch.zeros(rank + 1, 2), name="image_features")
+            mismatch = ""
+        except ValueError as exc:
+            mismatch = str(exc)
+        torch.save({"cases": results, "mismatch": mismatch}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -35,9 +35,16 @@ def _run(world: int, tmp_path: Path, limit_s: float = 150.0) -> list[list[dict]]
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
 
+def _check_mismatch(outputs: list[dict]) -> None:
+    for out in outputs:
+        assert out["mismatch"].startswith("image_features: every rank must pass the same shape"), out["mismatch"]
+
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_gathered_losses_match_single_process(tmp_path, world):
-    per_rank = _run(world, tmp_path)
+    outputs = _run(world, tmp_path)
+    _check_mismatch(outputs)
+    per_rank = [out["cases"] for out in outputs]
     for case, (name, cfg, _) in enumerate(W.CASES):
         img, txt, groups = W.global_batch(case, world)
         want = W.run_case(case, img, txt, groups, "none")
@@ -57,3 +64,6 @@ def test_gathered_losses_match_single_process(tmp_path, world):
         for pname, g in want["param_grads"].items():
             avg = torch.stack([per_rank[r][case]["param_grads"][pname] for r in range(world)]).mean(0)
             torch.testing.assert_close(avg, g, rtol=1e-9, atol=1e-12, msg=f"{label} {pname}")
+            for r in range(world):  # losskit.distributed.average_gradients gives every rank that mean
+                got = per_rank[r][case]["param_grads_averaged"][pname]
+                torch.testing.assert_close(got, g, rtol=1e-9, atol=1e-12, msg=f"{label} {pname} averaged")
