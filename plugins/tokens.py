@@ -18,6 +18,7 @@ import losskit
 
 from losskit_plugins.tokens_ce import TokenCELoss
 from losskit_plugins.tokens_config import LinearTokenCEConfig, TokenCEConfig
+from losskit_plugins.tokens_linear import LinearTokenCELoss
 from losskit_plugins.tokens_mask import (
     QWEN2_VL_VISION_TOKEN_IDS,
     mask_tokens,
@@ -27,6 +28,7 @@ from losskit_plugins.tokens_mask import (
 
 __all__ = [
     "LinearTokenCEConfig",
+    "LinearTokenCELoss",
     "QWEN2_VL_VISION_TOKEN_IDS",
     "TokenCEConfig",
     "TokenCELoss",
@@ -71,12 +73,40 @@ def plain_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
+def linear_token_ce_inputs(
+    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
+) -> losskit.Inputs:
+    """``hidden [B, T, H]`` and LM head ``weight [V, H]`` (both differentiated), ``labels [B, T]``."""
+    b, t, h, v = size["B"], size["T"], size["H"], size["V"]
+    hidden = torch.randn(b, t, h, generator=generator, dtype=dtype).to(device).requires_grad_(True)
+    weight = (torch.randn(v, h, generator=generator, dtype=dtype) * h**-0.5).to(device).requires_grad_(True)
+    return losskit.Inputs((hidden, weight, _labels(b, t, v, generator, device)), {})
+
+
+def transformers_style_linear_ce(hidden: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    """LM head matmul (materialised ``[B, T, V]`` logits), then :func:`transformers_style_ce`."""
+    return transformers_style_ce(F.linear(hidden, weight), labels)
+
+
+def plain_linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    """LM head matmul, then :func:`plain_cross_entropy`."""
+    return plain_cross_entropy(F.linear(hidden, weight), labels)
+
+
 #: ``large`` is one 2048-token sequence over Qwen2's vocabulary (1.2 GB of fp32 logits).
 TOKEN_CE_SIZES = {
     "tiny": {"B": 2, "T": 4, "V": 5},
     "small": {"B": 4, "T": 128, "V": 4096},
     "medium": {"B": 2, "T": 512, "V": 32000},
     "large": {"B": 1, "T": 2048, "V": 151936},
+}
+
+#: ``large`` is Qwen2-0.5B's LM head (H = 896, V = 151936) over 2048 tokens.
+LINEAR_TOKEN_CE_SIZES = {
+    "tiny": {"B": 2, "T": 3, "H": 4, "V": 5},
+    "small": {"B": 4, "T": 128, "H": 256, "V": 4096},
+    "medium": {"B": 2, "T": 512, "H": 512, "V": 32000},
+    "large": {"B": 1, "T": 2048, "H": 896, "V": 151936},
 }
 
 
@@ -90,4 +120,12 @@ def register_losses(register):
         example_inputs=token_ce_inputs,
         sizes=TOKEN_CE_SIZES,
         baselines={"transformers_style": transformers_style_ce, "F.cross_entropy": plain_cross_entropy},
+    )
+    register(
+        "linear_token_ce",
+        LinearTokenCELoss,
+        config=LinearTokenCEConfig,
+        example_inputs=linear_token_ce_inputs,
+        sizes=LINEAR_TOKEN_CE_SIZES,
+        baselines={"transformers_style": transformers_style_linear_ce, "F.cross_entropy": plain_linear_cross_entropy},
     )

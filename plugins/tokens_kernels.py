@@ -22,8 +22,12 @@ from torch import Tensor
 
 __all__ = ["RowStats", "Targets", "chunk_stats", "compute_dtype", "logit_grad_", "rows_per_chunk"]
 
-#: Elements of one chunk buffer when the caller gives no chunk size (32 MiB in fp32).
+#: Elements of one chunk buffer of ``token_ce`` (32 MiB in fp32): elementwise work only.
 DEFAULT_CHUNK_ELEMENTS = 1 << 23
+#: Elements of one chunk of ``linear_token_ce`` (128 MiB in fp32; 220 tokens at V = 151936):
+#: large enough that the matmuls (and the read-modify-write of ``grad_weight`` per chunk)
+#: run near full speed, small against the 1.2 GB of one materialised Qwen2 logits copy.
+LINEAR_CHUNK_ELEMENTS = 1 << 25
 
 
 class Targets(NamedTuple):
@@ -55,9 +59,11 @@ def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     return dtype
 
 
-def rows_per_chunk(num_classes: int, chunk_size: int | None, num_rows: int) -> int:
-    """Rows per chunk: ``chunk_size`` if given, else enough for ~:data:`DEFAULT_CHUNK_ELEMENTS` elements."""
-    rows = chunk_size if chunk_size is not None else max(1, DEFAULT_CHUNK_ELEMENTS // max(num_classes, 1))
+def rows_per_chunk(
+    num_classes: int, chunk_size: int | None, num_rows: int, budget: int = DEFAULT_CHUNK_ELEMENTS
+) -> int:
+    """Rows per chunk: ``chunk_size`` if given, else enough for about ``budget`` elements."""
+    rows = chunk_size if chunk_size is not None else max(1, budget // max(num_classes, 1))
     return max(1, min(rows, num_rows))
 
 
