@@ -75,29 +75,36 @@ class _OverlapLoss(torch.autograd.Function):
             ratio = (area_c - union) / c_eps  # share of the enclosing box outside the union
             loss = 1 - (iou - ratio)
         else:
-            wh_c = c_eps = ratio = iou.new_empty(0)
+            wh_c = area_c = iou.new_empty(0)
             loss = 1 - iou
         loss.masked_fill_(same, 0.0)
-        return loss, iou.masked_fill(same, 1.0), wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same
+        order = torch.sign(p - t).to(torch.int8)  # [4, N] who wins each max/min (0: tie); int8 saves memory
+        # saved: extents, the two areas the rest is recomputed from (bit for bit) and the order
+        return loss, iou.masked_fill(same, 1.0), wh_p, wh_t, wh_i, wh_c, union, area_c, order, same
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        pred, target, eps, generalized = inputs
+        _, _, eps, generalized = inputs
         ctx.eps, ctx.generalized = eps, generalized
-        ctx.save_for_backward(pred, target, *output[2:])
+        ctx.save_for_backward(*output[2:])
         ctx.mark_non_differentiable(*output[1:])
 
     @staticmethod
     @once_differentiable  # runs without grad (out= writes); no double backward
     def backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
-        p, t, wh_p, wh_t, wh_i, wh_c, inter, u_eps, c_eps, ratio, iou, same = ctx.saved_tensors
+        wh_p, wh_t, wh_i, wh_c, union, area_c, order, same = ctx.saved_tensors
+        eps = ctx.eps
         go = grad_loss.masked_fill(same, 0.0)  # [N]
-        d_union = go * (iou / u_eps)  # dL/d(union)
+        inter = wh_i[0] * wh_i[1]
+        u_eps = union + eps
+        d_union = go * ((inter / u_eps) / u_eps)  # dL/d(union)
         if ctx.generalized:
+            c_eps = area_c + eps
             d_enclosing_num = go / c_eps
             d_union -= d_enclosing_num
-            d_area_c = d_enclosing_num - go * (ratio / c_eps)  # dL/d(enclosing area)
+            d_area_c = d_enclosing_num - go * (((area_c - union) / c_eps) / c_eps)  # dL/d(enclosing area)
         d_inter = (-(go / u_eps) - d_union).masked_fill_(inter <= 0, 0.0)  # dL/d(intersection)
+        del inter, u_eps
 
         def by_side(d: Tensor, wh: Tensor) -> Tensor:
             """``[2, N]`` gradient w.r.t. (width, height) of ``area = w * h`` given ``d = dL/d(area)``: (d h, d w)."""
@@ -108,21 +115,27 @@ class _OverlapLoss(torch.autograd.Function):
 
         g_i = by_side(d_inter, wh_i)
         g_c = by_side(d_area_c, wh_c) if ctx.generalized else None
-        # weight of pred in max(pred, target): 1, 1/2 at ties (as torch.maximum's backward), 0
-        s = torch.sign(p - t).add_(1.0).mul_(0.5)  # [4, N]
-        q = 1.0 - s  # weight of pred in min(pred, target)
+        # weight of pred in max(pred, target): 1, 1/2 at ties (as torch.maximum's backward), 0;
+        # in min(pred, target) it is 1 - s, and for target the two swap
+        s = order.to(wh_p.dtype).add_(1.0).mul_(0.5)  # [4, N]
         grads: list[Tensor | None] = [None, None, None, None]
-        for k, (wh, w_max, w_min) in enumerate(((wh_p, s, q), (wh_t, q, s))):
+        for k, wh in enumerate((wh_p, wh_t)):
             if not ctx.needs_input_grad[k]:
                 continue
+
+            def weight(rows: slice, of_max: bool, k: int = k) -> Tensor:
+                """Weight of input ``k`` in max (``of_max``) or min over ``rows`` of s."""
+                return s[rows] if of_max == (k == 0) else 1.0 - s[rows]
+
+            lo, hi = slice(0, 2), slice(2, 4)
             g_wh = by_side(d_union, wh)
-            grad = torch.empty_like(p)  # [4, N]
+            grad = s.new_empty(s.shape)  # [4, N]
             # min corner: -(side + intersection via max); enclosing via min. Max corner: the mirror.
-            torch.add(g_wh, g_i * w_max[:2], out=grad[:2]).neg_()
-            torch.add(g_wh, g_i * w_min[2:], out=grad[2:])
+            torch.add(g_wh, g_i * weight(lo, True), out=grad[lo]).neg_()
+            torch.add(g_wh, g_i * weight(hi, False), out=grad[hi])
             if g_c is not None:
-                grad[:2] -= g_c * w_min[:2]
-                grad[2:] += g_c * w_max[2:]
+                grad[lo] -= g_c * weight(lo, False)
+                grad[hi] += g_c * weight(hi, True)
             grads[k] = grad
         return tuple(grads)
 
