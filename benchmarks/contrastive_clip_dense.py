@@ -12,6 +12,7 @@ Implementations, all on the same ``[B, D]`` fp32 features, differentiated w.r.t.
   the three ``B x B x D`` products any exact implementation needs, and nothing else;
 - ``dense_ce``: open_clip's straightforward ``ClipLoss`` (two ``F.cross_entropy``).
 
+Timed in alternation (``torch.utils.benchmark``, ``--threads`` torch threads, default 1).
 Writes ``benchmarks/results/contrastive_clip_dense.json``.
 """
 
@@ -32,6 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads while timing (default 1, torch.utils.benchmark's default: on a shared machine "
+        "multi-threaded timings are erratic)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds per blocked_autorange")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory of the JSON results")
@@ -47,13 +53,14 @@ def main() -> None:
         "three_matmul_floor": fwd_bwd(three_matmul_floor, img, txt),
         "dense_ce": fwd_bwd(dense_ce_clip, img, txt),
     }
-    medians = alternate(steps, rounds=args.rounds, min_run_time=args.min_run_time)
+    medians = alternate(steps, rounds=args.rounds, min_run_time=args.min_run_time, threads=args.threads)
     result = {
         "benchmark": "clip forward+backward vs the three B x B x D matmul floor and a dense cross-entropy CLIP loss",
         "batch": args.batch,
         "dim": args.dim,
         "dtype": "float32",
         "device": "cpu",
+        "timer_threads": args.threads,
         "rounds": args.rounds,
         **summarize(medians, {"clip/three_matmul_floor": ("clip", "three_matmul_floor"),
                               "dense_ce/three_matmul_floor": ("dense_ce", "three_matmul_floor"),

@@ -9,7 +9,8 @@ tiled peak extra memory <= 5% of the dense loss's, time <= 1.0x)::
 - ``tiled``: ``losskit.build("clip", chunk_size=--chunk)`` (learnable temperature);
 - ``dense_ce``: open_clip's straightforward ``ClipLoss`` (two ``F.cross_entropy``).
 
-Time: forward+backward, the two timed in alternation (``torch.utils.benchmark``),
+Time: forward+backward, the two timed in alternation (``torch.utils.benchmark``, ``--threads``
+torch threads, default 1),
 ``--rounds`` rounds at the largest batch, one round at the others. Peak memory: each
 implementation of each batch in a fresh subprocess (``losskit.bench.memory``: Linux
 ``VmHWM`` reset through ``/proc/self/clear_refs``, minus ``VmRSS`` before the step,
@@ -48,13 +49,13 @@ def _memory(batch: int, dim: int, chunk: int) -> dict[str, dict]:
     return {"tiled": tiled.model_dump(), "dense_ce": dense.model_dump()}
 
 
-def _time(batch: int, dim: int, chunk: int, rounds: int, min_run_time: float) -> dict[str, list[float]]:
+def _time(batch: int, dim: int, chunk: int, rounds: int, min_run_time: float, threads: int) -> dict[str, list[float]]:
     g = torch.Generator().manual_seed(0)
     img = torch.randn(batch, dim, generator=g).requires_grad_()
     txt = (img.detach() + torch.randn(batch, dim, generator=g)).requires_grad_()
     tiled = losskit.build("clip", chunk_size=chunk, distributed="none")
     steps = {"tiled": fwd_bwd(tiled, img, txt, params=tuple(tiled.parameters())), "dense_ce": fwd_bwd(dense_ce_clip, img, txt)}
-    return alternate(steps, rounds=rounds, min_run_time=min_run_time)
+    return alternate(steps, rounds=rounds, min_run_time=min_run_time, threads=threads)
 
 
 def _plot(sweep: list[dict], path: Path) -> None:
@@ -81,6 +82,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads while timing (default 1, torch.utils.benchmark's default: on a shared machine "
+        "multi-threaded timings are erratic)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds at the largest batch")
     parser.add_argument("--min-run-time", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory of the JSON and PNG (docs/img/ gets a copy only for the default)")
@@ -89,7 +95,7 @@ def main() -> None:
     sweep = []
     for batch in sorted(args.batches):
         rounds = args.rounds if batch == max(args.batches) else 1
-        medians = _time(batch, args.dim, args.chunk, rounds, args.min_run_time)
+        medians = _time(batch, args.dim, args.chunk, rounds, args.min_run_time, args.threads)
         row = {"batch": batch, **summarize(medians, {"tiled/dense_ce": ("tiled", "dense_ce")}), "memory": _memory(batch, args.dim, args.chunk)}
         mem = row["memory"]
         if mem["tiled"]["status"] == "ok" and mem["dense_ce"]["status"] == "ok":
@@ -110,6 +116,7 @@ def main() -> None:
         "chunk_size": args.chunk,
         "dtype": "float32",
         "device": "cpu",
+        "timer_threads": args.threads,
         "memory_method": "fresh subprocess per implementation and batch: peak RSS (VmHWM after clear_refs) minus RSS before the step (losskit.bench.memory)",
         "sweep": sweep,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

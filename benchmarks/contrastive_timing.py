@@ -34,14 +34,17 @@ def fwd_bwd(fn: Callable[..., torch.Tensor], *leaves: torch.Tensor, params: tupl
     return step
 
 
-def alternate(steps: Mapping[str, Callable[[], None]], *, rounds: int, min_run_time: float) -> dict[str, list[float]]:
-    """Round medians (seconds) of every step, timed in alternation."""
+def alternate(
+    steps: Mapping[str, Callable[[], None]], *, rounds: int, min_run_time: float, threads: int
+) -> dict[str, list[float]]:
+    """Round medians (seconds) of every step, timed in alternation with ``threads`` torch threads."""
     medians: dict[str, list[float]] = {k: [] for k in steps}
     for step in steps.values():  # warm-up (thread pools, allocator)
         step()
     for r in range(rounds):
         for name, step in steps.items():
-            m = tb.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time)
+            timer = tb.Timer(stmt="step()", globals={"step": step}, num_threads=threads)
+            m = timer.blocked_autorange(min_run_time=min_run_time)
             medians[name].append(m.median)
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in medians.items()), flush=True)
     return medians
