@@ -7,7 +7,7 @@ same description. Chance level is the expected recall of a random ranking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -55,16 +55,3 @@ def chance_recall(image_group: Tensor, text_group: Tensor) -> dict[str, float]:
         "i2t_r1": float(same.float().mean(1).mean()),
         "t2i_r1": float(same.float().mean(0).mean()),
     }
-
-
-@torch.no_grad()
-def encode_split(
-    encode_images: Callable[[Tensor], Tensor],
-    encode_texts: Callable[[Tensor], Tensor],
-    image_batches: Callable[[], object],
-    text_batches: Callable[[], object],
-) -> tuple[Tensor, Tensor]:
-    """Features of every image and caption of a split, in order: ``([I, E], [T, E])``."""
-    images = torch.cat([encode_images(b).float().cpu() for b in image_batches()])  # type: ignore[attr-defined]
-    texts = torch.cat([encode_texts(b).float().cpu() for b in text_batches()])  # type: ignore[attr-defined]
-    return images, texts
