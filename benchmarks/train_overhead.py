@@ -71,7 +71,7 @@ def hand_rate(steps: int, warmup: int, overrides: list[str]) -> float:
         torch.nn.utils.clip_grad_norm_([*model.parameters(), *loss_fn.parameters()], config.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        float(loss)
+        float(loss.detach())
     return steps / (time.perf_counter() - start)
 
 
