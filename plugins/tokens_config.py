@@ -42,5 +42,5 @@ class LinearTokenCEConfig(TokenCEConfig):
         None,
         ge=1,
         le=1 << 20,
-        description="Tokens per chunk of logits; null picks about 2^25 / V tokens (a 128 MiB fp32 chunk).",
+        description="Tokens per chunk of logits; null splits the tokens evenly into chunks of at most 48 * 2^20 / V tokens (192 MiB in fp32).",
     )

@@ -24,10 +24,10 @@ __all__ = ["RowStats", "Targets", "chunk_stats", "compute_dtype", "logit_grad_",
 
 #: Elements of one chunk buffer of ``token_ce`` (32 MiB in fp32): elementwise work only.
 DEFAULT_CHUNK_ELEMENTS = 1 << 23
-#: Elements of one chunk of ``linear_token_ce`` (128 MiB in fp32; 220 tokens at V = 151936):
-#: large enough that the matmuls (and the read-modify-write of ``grad_weight`` per chunk)
-#: run near full speed, small against the 1.2 GB of one materialised Qwen2 logits copy.
-LINEAR_CHUNK_ELEMENTS = 1 << 25
+#: Elements of one chunk of ``linear_token_ce`` at most (192 MiB in fp32; 331 tokens at
+#: V = 151936): large enough that the matmuls (and the read-modify-write of ``grad_weight``
+#: per chunk) run near full speed on CPU, small against one 1.2 GB copy of Qwen2 logits.
+LINEAR_CHUNK_ELEMENTS = 48 << 20
 
 
 class Targets(NamedTuple):
@@ -62,9 +62,12 @@ def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
 def rows_per_chunk(
     num_classes: int, chunk_size: int | None, num_rows: int, budget: int = DEFAULT_CHUNK_ELEMENTS
 ) -> int:
-    """Rows per chunk: ``chunk_size`` if given, else enough for about ``budget`` elements."""
-    rows = chunk_size if chunk_size is not None else max(1, budget // max(num_classes, 1))
-    return max(1, min(rows, num_rows))
+    """Rows per chunk: ``chunk_size`` if given, else at most ``budget`` elements, in equal chunks."""
+    if chunk_size is not None:
+        return max(1, min(chunk_size, num_rows))
+    most = max(1, budget // max(num_classes, 1))
+    chunks = -(-num_rows // most)  # ceil
+    return max(1, -(-num_rows // max(chunks, 1)))
 
 
 def chunk_stats(z: Tensor, buf: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
