@@ -152,3 +152,29 @@ def test_bad_input(kwargs, error, match):
 
 def test_conformance_kit():
     assert check_loss("linear_token_ce").ok
+
+
+@given(st.data())
+def test_num_items_in_batch_makes_accumulation_exact(tok, data):
+    """Micro-batches with the global count: accumulated loss and hidden/weight gradients equal the full batch."""
+    micro, t, v = data.draw(st.integers(2, 3)), data.draw(st.integers(2, 5)), data.draw(st.integers(2, 7))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 999)))
+    hidden = torch.randn(micro * 2, t, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(v, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, v, (micro * 2, t), generator=gen).masked_fill(torch.rand(micro * 2, t, generator=gen) < 0.4, -100)
+    loss_fn = losskit.build("linear_token_ce", chunk_size=data.draw(st.sampled_from([None, 1, 3])), z_loss=1e-2)
+    full = loss_fn(hidden, weight, labels)
+    full_grads = torch.autograd.grad(full, [hidden, weight])
+    count = max(int((labels[:, 1:] != -100).sum()), 1)
+    w = weight.detach().clone().requires_grad_(True)
+    total, grad_h = 0.0, torch.zeros_like(hidden)
+    for part in range(micro):
+        rows = slice(2 * part, 2 * part + 2)
+        h = hidden.detach()[rows].clone().requires_grad_(True)
+        value = loss_fn(h, w, labels[rows], num_items_in_batch=count)
+        value.backward()
+        total = total + value.detach()
+        grad_h[rows] = h.grad
+    tok.assert_close(total, full.detach(), rtol=1e-10, atol=1e-12, what="accumulated loss")
+    tok.assert_close(grad_h, full_grads[0], rtol=1e-10, atol=1e-12, what="grad of hidden")
+    tok.assert_close(w.grad, full_grads[1], rtol=1e-10, atol=1e-12, what="accumulated grad of weight")
