@@ -1,20 +1,19 @@
 """Time and peak memory of ``token_ce`` / ``linear_token_ce`` against their baselines (fp32 CPU).
 
-Each measurement runs in a fresh subprocess (so one case's allocations cannot hide
-another's peak); the cases of one repeat run one after another, repeats interleave,
-and medians are reported. Per case and repeat:
-
-- time: one forward + backward at the given size, timed with ``torch.utils.benchmark``
-  after a warm-up on a tiny problem of the same code path;
-- peak extra memory: ``VmHWM - VmRSS`` of the subprocess (``/proc/self/status``; the
-  high-water mark is reset through ``/proc/self/clear_refs`` just before the call), minus
-  the gradient buffers every implementation must return (``grad`` of the logits for
-  ``token_ce``; of ``hidden`` and ``weight`` for ``linear_token_ce``).
+- peak extra memory: one forward + backward per method, each in a fresh subprocess (so
+  one method's allocations cannot hide another's peak): ``VmHWM - VmRSS``
+  (``/proc/self/status``; the high-water mark is reset through ``/proc/self/clear_refs``
+  just before the call), minus the gradient buffers every implementation must return
+  (``grad`` of the logits for ``token_ce``; of ``hidden`` and ``weight`` for
+  ``linear_token_ce``);
+- time: forward + backward with ``torch.utils.benchmark``, all methods in one
+  subprocess on the same inputs after a full-size warm-up, alternating ``--reps`` times
+  (side by side under the same machine load); medians.
 
 Usage (writes ``benchmarks/results/token_<suite>.json``)::
 
     python benchmarks/token_ce_bench.py --suite ce --reps 5
-    python benchmarks/token_ce_bench.py --suite linear_ce --reps 3
+    python benchmarks/token_ce_bench.py --suite linear_ce --reps 5
 
 Defaults: N = 2048 tokens, H = 896, V = 151936 (Qwen2-0.5B's LM head).
 """
@@ -44,26 +43,40 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _measure(suite: str, method: str, n: int, h: int, v: int) -> dict:
-    """Run in the subprocess: warm up, then one timed and memory-tracked forward + backward."""
+def _setup(suite: str, n: int, h: int, v: int):
+    """The suite's spec, its input factory at the measured size, and a fwd + bwd step per method."""
     import torch
-    from torch.utils import benchmark
 
     import losskit
 
     name = SUITES[suite][0]
     spec = losskit.get_spec(name)
-    fn = losskit.build(name) if method == name else spec.baselines[method]
 
     def inputs(size):
         return spec.example_inputs(size, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
 
-    def step(args):
-        for t in args:
-            t.grad = None if t.is_floating_point() else t.grad
-        fn(*args).backward()
+    def stepper(method: str):
+        fn = losskit.build(name) if method == name else spec.baselines[method]
+
+        def step(args):
+            for t in args:
+                if t.is_floating_point():
+                    t.grad = None
+            fn(*args).backward()
+
+        return step
 
     size = {"B": 1, "T": n, "V": v} | ({"H": h} if suite == "linear_ce" else {})
+    return inputs, stepper, size
+
+
+def _memory(suite: str, method: str, n: int, h: int, v: int) -> dict:
+    """Run in a fresh subprocess: warm up, then one forward + backward with its peak RSS (and time)."""
+    import torch
+    from torch.utils import benchmark
+
+    inputs, stepper, size = _setup(suite, n, h, v)
+    step = stepper(method)
     step(inputs({k: min(x, 64) for k, x in size.items()}).args)  # warm-up: library init, same path
     args = inputs(size).args
     grads = [t for t in args if t.is_floating_point() and t.requires_grad]
@@ -74,10 +87,35 @@ def _measure(suite: str, method: str, n: int, h: int, v: int) -> dict:
     seconds = timer.timeit(1).median
     peak = _status_kb("VmHWM")
     return {
-        "seconds": seconds,
+        "first_call_seconds": seconds,
         "peak_extra_mb": ((peak - rss0) * 1024 - grad_bytes) / 2**20,
         "grad_buffers_mb": grad_bytes / 2**20,
     }
+
+
+def _times(suite: str, reps: int, n: int, h: int, v: int) -> dict:
+    """Run in one subprocess: the methods alternate on the same inputs, ``reps`` timed calls each."""
+    import torch
+    from torch.utils import benchmark
+
+    inputs, stepper, size = _setup(suite, n, h, v)
+    args = inputs(size).args
+    steps = {m: stepper(m) for m in SUITES[suite]}
+    for step in steps.values():
+        step(args)  # warm-up at full size
+    times: dict[str, list[float]] = {m: [] for m in steps}
+    for _ in range(reps):
+        for m, step in steps.items():
+            timer = benchmark.Timer("step(args)", globals={"step": step, "args": args}, num_threads=torch.get_num_threads())
+            times[m].append(timer.timeit(1).median)
+    return times
+
+
+def _sub(suite: str, extra: list[str], a: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--suite", suite, *extra,
+           "--tokens", str(a.tokens), "--hidden", str(a.hidden), "--vocab", str(a.vocab)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -87,27 +125,28 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--hidden", type=int, default=896)
     parser.add_argument("--vocab", type=int, default=151936)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method and print JSON
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: memory of one method, as JSON
+    parser.add_argument("--time-all", action="store_true", help=argparse.SUPPRESS)  # internal: timings, as JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_measure(args.suite, args.one, args.tokens, args.hidden, args.vocab)))
+        print(json.dumps(_memory(args.suite, args.one, args.tokens, args.hidden, args.vocab)))
         return
-    runs: dict[str, list[dict]] = {m: [] for m in SUITES[args.suite]}
+    if args.time_all:
+        print(json.dumps(_times(args.suite, args.reps, args.tokens, args.hidden, args.vocab)))
+        return
     load_before = os.getloadavg()
-    for rep in range(args.reps):
-        for method in SUITES[args.suite]:
-            cmd = [sys.executable, __file__, "--suite", args.suite, "--one", method,
-                   "--tokens", str(args.tokens), "--hidden", str(args.hidden), "--vocab", str(args.vocab)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            runs[method].append(json.loads(out.strip().splitlines()[-1]))
-            print(f"rep {rep} {method}: {runs[method][-1]}", flush=True)
+    memory = {m: _sub(args.suite, ["--one", m], args) for m in SUITES[args.suite]}
+    print(f"memory: {memory}", flush=True)
+    times = _sub(args.suite, ["--time-all", "--reps", str(args.reps)], args)
+    print(f"times: {times}", flush=True)
     summary = {
         m: {
-            "median_seconds": statistics.median(r["seconds"] for r in rs),
-            "median_peak_extra_mb": statistics.median(r["peak_extra_mb"] for r in rs),
-            "runs": rs,
+            "median_seconds": statistics.median(times[m]),
+            "seconds": times[m],
+            "median_peak_extra_mb": memory[m]["peak_extra_mb"],
+            "memory_run": memory[m],
         }
-        for m, rs in runs.items()
+        for m in SUITES[args.suite]
     }
     ours, base = SUITES[args.suite][0], SUITES[args.suite][1:]
     ratios = {
@@ -124,7 +163,8 @@ def main() -> None:
         "shape": {"N": args.tokens, "V": args.vocab} | ({"H": args.hidden} if args.suite == "linear_ce" else {}),
         "dtype": "float32",
         "device": "cpu",
-        "memory_method": "VmHWM - VmRSS of a fresh subprocess per measurement, minus the gradient buffers",
+        "memory_method": "VmHWM - VmRSS around one fwd+bwd in a fresh subprocess per method, minus the gradient buffers",
+        "time_method": "one subprocess, methods alternating on the same inputs after a full-size warm-up; median of reps",
         "ratios": ratios,
         "summary": summary,
         "machine": {

@@ -18,7 +18,14 @@ import losskit
 
 from losskit_plugins.tokens_config import TokenCEConfig
 from losskit_plugins.tokens_inputs import check_num_items, flat_labels, flat_rows
-from losskit_plugins.tokens_kernels import Targets, chunk_stats, compute_dtype, logit_grad_, rows_per_chunk
+from losskit_plugins.tokens_kernels import (
+    Targets,
+    chunk_stats_readonly,
+    compute_dtype,
+    logit_grad_,
+    rows_per_chunk,
+    softmax_into,
+)
 from losskit_plugins.tokens_output import check_reduction, token_output
 
 __all__ = ["TokenCELoss", "token_rows"]
@@ -40,7 +47,7 @@ class _TokenRows(torch.autograd.Function):
         buf = logits.new_empty(min(rows, n), v, dtype=dtype)  # [rows, V] scratch
         for start in range(0, n, rows):
             stop = min(n, start + rows)
-            stats = chunk_stats(logits[start:stop], buf[: stop - start], targets.rows(start, stop), label_smoothing)
+            stats = chunk_stats_readonly(logits[start:stop], buf[: stop - start], targets.rows(start, stop), label_smoothing)
             ce[start:stop], lse[start:stop], correct[start:stop] = stats.ce, stats.lse, stats.correct
         ctx.save_for_backward(logits, index, valid, lse)
         ctx.label_smoothing, ctx.rows = label_smoothing, rows
@@ -60,7 +67,7 @@ class _TokenRows(torch.autograd.Function):
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             dst = grad[start:stop] if buf is None else buf[: stop - start]
-            torch.sub(logits[start:stop], lse[start:stop, None], out=dst).exp_()  # softmax rows
+            softmax_into(logits[start:stop], dst)  # [n, V] softmax rows
             logit_grad_(
                 dst,
                 targets.rows(start, stop),

@@ -20,10 +20,20 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["RowStats", "Targets", "chunk_stats", "compute_dtype", "logit_grad_", "rows_per_chunk"]
+__all__ = [
+    "RowStats",
+    "Targets",
+    "chunk_stats",
+    "chunk_stats_readonly",
+    "compute_dtype",
+    "logit_grad_",
+    "rows_per_chunk",
+    "softmax_into",
+]
 
-#: Elements of one chunk buffer of ``token_ce`` (32 MiB in fp32): elementwise work only.
-DEFAULT_CHUNK_ELEMENTS = 1 << 23
+#: Elements of one chunk buffer of ``token_ce`` (8 MiB in fp32): elementwise work only,
+#: small enough that a chunk is still in cache for the passes after the first.
+DEFAULT_CHUNK_ELEMENTS = 1 << 21
 #: Elements of one chunk of ``linear_token_ce`` at most (192 MiB in fp32; 331 tokens at
 #: V = 151936): large enough that the matmuls (and the read-modify-write of ``grad_weight``
 #: per chunk) run near full speed on CPU, small against one 1.2 GB copy of Qwen2 logits.
@@ -46,7 +56,7 @@ class RowStats(NamedTuple):
 
     ce: Tensor  # cross-entropy, 0 on ignored rows
     lse: Tensor  # log-sum-exp of the row (log Z)
-    correct: Tensor  # bool: argmax == target on a supervised row
+    correct: Tensor  # bool: the target's logit is the row's maximum, on a supervised row
     sum_exp: Tensor  # sum_j exp(z_ij - max_j z_ij)
 
 
@@ -70,32 +80,62 @@ def rows_per_chunk(
     return max(1, -(-num_rows // max(chunks, 1)))
 
 
-def chunk_stats(z: Tensor, buf: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
-    """Cross-entropy, log-sum-exp and accuracy of logits rows ``z [n, V]``.
-
-    Args:
-        z: logits of the chunk, in the compute dtype or lower (read only unless ``buf is z``).
-        buf: ``[n, V]`` compute-dtype scratch; on return it holds ``exp(z - max_j z)``.
-            Passing ``buf=z`` works in place.
-        targets: the chunk's targets.
-        label_smoothing: ``eps`` in [0, 1], as in ``F.cross_entropy``.
-    """
-    top, argmax = z.max(dim=-1)  # [n]
-    top = top.to(buf.dtype)
-    # a row of all -inf has no finite maximum; shifting by 0 keeps it NaN-free
-    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    z_target = z.gather(1, targets.index[:, None]).squeeze(1).to(buf.dtype)  # [n]
-    z_mean = z.sum(dim=-1, dtype=buf.dtype) / z.shape[-1] if label_smoothing > 0 else None
-    torch.sub(z, shift[:, None], out=buf).exp_()  # [n, V] = exp(z - max)
-    sum_exp = buf.sum(dim=-1)
-    lse = shift + sum_exp.log()
+def _row_results(
+    lse: Tensor, z_target: Tensor, z_mean: Tensor | None, top: Tensor, targets: Targets, label_smoothing: float
+) -> tuple[Tensor, Tensor]:
+    """Per-row ``(ce, correct)`` from the log-sum-exp, target logit, mean logit and max logit."""
     ce = lse - z_target
     if z_mean is not None:
         ce = (1.0 - label_smoothing) * ce + label_smoothing * (lse - z_mean)
     zero = torch.zeros((), dtype=ce.dtype, device=ce.device)
     ce = torch.where(targets.valid, ce, zero)
-    correct = (argmax == targets.index) & targets.valid
+    correct = (z_target >= top) & targets.valid  # the target attains the maximum logit
+    return ce, correct
+
+
+def chunk_stats(z: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
+    """Cross-entropy, log-sum-exp and accuracy of logits rows ``z [n, V]``, destructively.
+
+    Args:
+        z: logits of the chunk in the compute dtype; on return it holds ``exp(z - max_j z)``
+            (with ``RowStats.sum_exp`` its row sums).
+        targets: the chunk's targets.
+        label_smoothing: ``eps`` in [0, 1], as in ``F.cross_entropy``.
+    """
+    top = z.amax(dim=-1)  # [n]
+    # a row of all -inf has no finite maximum; shifting by 0 keeps it NaN-free
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    z_target = z.gather(1, targets.index[:, None]).squeeze(1)  # [n]
+    z_mean = z.mean(dim=-1) if label_smoothing > 0 else None
+    z.sub_(shift[:, None]).exp_()  # [n, V] = exp(z - max)
+    sum_exp = z.sum(dim=-1)
+    lse = shift + sum_exp.log()
+    ce, correct = _row_results(lse, z_target, z_mean, top, targets, label_smoothing)
     return RowStats(ce, lse, correct, sum_exp)
+
+
+def chunk_stats_readonly(z: Tensor, buf: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
+    """:func:`chunk_stats` leaving ``z`` intact; ``buf [n, V]`` (compute dtype) is scratch.
+
+    Uses PyTorch's fused per-row ``log_softmax`` kernel (one read and one write of the
+    chunk); ``RowStats.sum_exp`` is all ones (the log-sum-exp is exact without it).
+    """
+    zc = z if z.dtype == buf.dtype else z.to(buf.dtype)  # [n, V] upcast chunk (fp16/bf16 only)
+    torch.ops.aten._log_softmax.out(zc, -1, False, out=buf)  # [n, V] = log softmax(z)
+    z_target = zc.gather(1, targets.index[:, None]).squeeze(1)
+    logp_target = buf.gather(1, targets.index[:, None]).squeeze(1)
+    lse = z_target - logp_target  # z_t - log p_t = log Z
+    z_mean = zc.mean(dim=-1) if label_smoothing > 0 else None
+    # the max of the freshly written (cache-warm) log-probabilities, shifted back to logits
+    top = buf.amax(dim=-1) + lse
+    ce, correct = _row_results(lse, z_target, z_mean, top, targets, label_smoothing)
+    return RowStats(ce, lse, correct, torch.ones_like(lse))
+
+
+def softmax_into(z: Tensor, out: Tensor) -> Tensor:
+    """``out[:] = softmax(z, -1)`` with PyTorch's fused per-row kernel; ``out`` may be a row slice."""
+    zc = z if z.dtype == out.dtype else z.to(out.dtype)
+    return torch.ops.aten._softmax.out(zc, -1, False, out=out)
 
 
 def logit_grad_(

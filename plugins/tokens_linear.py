@@ -108,7 +108,7 @@ def _scan(head: _Head, label_smoothing: float, on_chunk: Callable[[int, int, Ten
     buf = head.buffer()
     for start in head.chunks():
         z, stop = head.logits(start, buf)
-        stats = chunk_stats(z, z, head.targets.rows(start, stop), label_smoothing)  # z := exp(z - max)
+        stats = chunk_stats(z, head.targets.rows(start, stop), label_smoothing)  # z := exp(z - max)
         ce[start:stop], lse[start:stop], correct[start:stop], sum_exp[start:stop] = stats
         if on_chunk is not None:
             on_chunk(start, stop, z, stats)
