@@ -81,15 +81,15 @@ def rows_per_chunk(
 
 
 def _row_results(
-    lse: Tensor, z_target: Tensor, z_mean: Tensor | None, top: Tensor, targets: Targets, label_smoothing: float
+    lse: Tensor, z_target: Tensor, z_mean: Tensor | None, is_max: Tensor, targets: Targets, label_smoothing: float
 ) -> tuple[Tensor, Tensor]:
-    """Per-row ``(ce, correct)`` from the log-sum-exp, target logit, mean logit and max logit."""
+    """Per-row ``(ce, correct)`` from the log-sum-exp, target logit, mean logit and whether the target is the max."""
     ce = lse - z_target
     if z_mean is not None:
         ce = (1.0 - label_smoothing) * ce + label_smoothing * (lse - z_mean)
     zero = torch.zeros((), dtype=ce.dtype, device=ce.device)
     ce = torch.where(targets.valid, ce, zero)
-    correct = (z_target >= top) & targets.valid  # the target attains the maximum logit
+    correct = is_max & targets.valid
     return ce, correct
 
 
@@ -110,7 +110,7 @@ def chunk_stats(z: Tensor, targets: Targets, label_smoothing: float) -> RowStats
     z.sub_(shift[:, None]).exp_()  # [n, V] = exp(z - max)
     sum_exp = z.sum(dim=-1)
     lse = shift + sum_exp.log()
-    ce, correct = _row_results(lse, z_target, z_mean, top, targets, label_smoothing)
+    ce, correct = _row_results(lse, z_target, z_mean, z_target >= top, targets, label_smoothing)
     return RowStats(ce, lse, correct, sum_exp)
 
 
@@ -126,9 +126,8 @@ def chunk_stats_readonly(z: Tensor, buf: Tensor, targets: Targets, label_smoothi
     logp_target = buf.gather(1, targets.index[:, None]).squeeze(1)
     lse = z_target - logp_target  # z_t - log p_t = log Z
     z_mean = zc.mean(dim=-1) if label_smoothing > 0 else None
-    # the max of the freshly written (cache-warm) log-probabilities, shifted back to logits
-    top = buf.amax(dim=-1) + lse
-    ce, correct = _row_results(lse, z_target, z_mean, top, targets, label_smoothing)
+    is_max = logp_target >= buf.amax(dim=-1)  # on the freshly written, cache-warm chunk
+    ce, correct = _row_results(lse, z_target, z_mean, is_max, targets, label_smoothing)
     return RowStats(ce, lse, correct, torch.ones_like(lse))
 
 
