@@ -176,6 +176,13 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': CUDA when available, else CPU.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="'auto': bf16 autocast on CUDA, fp32 on CPU.")
     compile: bool = Field(False, description="torch.compile the model.")
+    cpu_threads: int | None = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Intra-op threads (torch.set_num_threads) when training on the CPU; null: torch's default "
+        "(one per core). 1 by default: on a CPU shared with other jobs, more threads stall on synchronisation.",
+    )
     run_dir: str | None = Field(None, description="Output folder; null: runs/train-<timestamp>.")
     progress: Literal["auto", "bar", "log"] = Field(
         "auto", description="'auto': a tqdm bar on a terminal, plain log lines otherwise."

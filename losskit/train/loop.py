@@ -200,9 +200,13 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         run_dir = Path(config.run_dir) if config.run_dir else _new_run_dir()
         checkpoint, path = None, None
     context = ddp.setup(config.device)
+    threads = torch.get_num_threads()
+    if context.device.type == "cpu" and config.cpu_threads is not None:
+        torch.set_num_threads(config.cpu_threads)
     try:
         return _train(config, context, run_dir, checkpoint, path, quiet)
     finally:
+        torch.set_num_threads(threads)
         ddp.teardown(context)
 
 
