@@ -107,19 +107,24 @@ def flat_labels(
 
 
 def check_num_items(num_items_in_batch: object, device: torch.device) -> Tensor | None:
-    """Validate ``num_items_in_batch`` (a positive integer or integer tensor); return it as a tensor."""
+    """Validate ``num_items_in_batch``; return it as a 0-d tensor on ``device``.
+
+    Accepted: a positive int, or a one-element integer or floating tensor (transformers
+    >= 5 passes the token count divided by the context/sequence-parallel sizes as a float
+    tensor). Rejected: bool, Python floats, complex, several values, a count <= 0.
+    """
     if num_items_in_batch is None:
         return None
     name = "num_items_in_batch"
     if isinstance(num_items_in_batch, Tensor):
-        if num_items_in_batch.is_floating_point() or num_items_in_batch.is_complex() or num_items_in_batch.dtype == torch.bool:
-            raise TypeError(f"{name}: expected an integer tensor, got dtype {num_items_in_batch.dtype}")
+        if num_items_in_batch.is_complex() or num_items_in_batch.dtype == torch.bool:
+            raise TypeError(f"{name}: expected an integer or floating tensor, got dtype {num_items_in_batch.dtype}")
         if num_items_in_batch.numel() != 1:
             raise ValueError(f"{name}: expected one value, got shape {tuple(num_items_in_batch.shape)}")
         count = num_items_in_batch.reshape(()).to(device)
     elif isinstance(num_items_in_batch, numbers.Integral) and not isinstance(num_items_in_batch, bool):
         count = torch.tensor(int(num_items_in_batch), device=device)
     else:
-        raise TypeError(f"{name}: expected a positive int or integer tensor, got {num_items_in_batch!r}")
+        raise TypeError(f"{name}: expected a positive int or a one-element tensor, got {num_items_in_batch!r}")
     _check_on_device(count > 0, f"{name}: expected a positive count of supervised tokens, got {num_items_in_batch}")
     return count

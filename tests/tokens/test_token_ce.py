@@ -155,7 +155,10 @@ def test_config_change_applies_at_call_time():
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=0), ValueError, "num_items_in_batch: expected a positive"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=-3), ValueError, "num_items_in_batch"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=2.5), TypeError, "num_items_in_batch: expected a positive int"),
-        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=torch.tensor(3.0)), TypeError, "integer tensor"),
+        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=True), TypeError, "num_items_in_batch: expected a positive int"),
+        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=torch.tensor(True)), TypeError, "integer or floating tensor"),
+        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=torch.tensor([2, 3])), ValueError, "expected one value"),
+        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=torch.tensor(-1.5)), ValueError, "positive count"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=torch.tensor(0)), ValueError, "positive count"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weights=torch.ones(3)), ValueError, r"weights: expected shape \(4,\)"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weights=torch.ones(4, dtype=torch.long)), TypeError, "weights: expected a floating"),
@@ -164,6 +167,12 @@ def test_config_change_applies_at_call_time():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call(losskit.build("token_ce"))
+
+
+def test_num_items_as_float_tensor_like_transformers_5():
+    logits, labels = torch.randn(4, 5), torch.randint(0, 5, (4,))
+    loss_fn = losskit.build("token_ce")
+    torch.testing.assert_close(loss_fn(logits, labels, num_items_in_batch=torch.tensor(3.0)), loss_fn(logits, labels, num_items_in_batch=3))
 
 
 def test_num_items_rejected_without_mean():
