@@ -74,16 +74,6 @@ class ConfigError(LosskitError, ValueError):
             lines.insert(0, title)
         super().__init__("\n".join(lines))
 
-    @classmethod
-    def from_pydantic(cls, exc: object, *, prefix: str = "", title: str | None = None) -> ConfigError:
-        """Turn a ``pydantic.ValidationError`` into a ``ConfigError``, prefixing paths."""
-        errors = []
-        for err in exc.errors():  # type: ignore[attr-defined]
-            loc = ".".join(str(part) for part in err["loc"])
-            path = ".".join(p for p in (prefix, loc) if p)
-            errors.append((path, err["msg"]))
-        return cls(errors, title=title)
-
 
 class PluginError(LosskitError):
     """A plugin that could not be loaded, or that registered something invalid."""

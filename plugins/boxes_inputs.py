@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_convert
 
 from losskit.checks import check_float, check_same_device, check_size
 
@@ -117,7 +116,12 @@ def to_rows(boxes: Tensor, box_format: BoxFormat) -> Tensor:
     Conversion by ``torchvision.ops.box_convert``; rows x1, y1, x2, y2 make every later
     elementwise pass run over contiguous memory.
     """
-    xyxy = boxes if box_format == "xyxy" else box_convert(boxes, in_fmt=box_format, out_fmt="xyxy")
+    if box_format == "xyxy":
+        xyxy = boxes
+    else:
+        from torchvision.ops import box_convert  # imported here: torchvision costs seconds at CLI start-up
+
+        xyxy = box_convert(boxes, in_fmt=box_format, out_fmt="xyxy")
     return xyxy.t().contiguous()
 
 

@@ -119,6 +119,8 @@ def register_losses(register):
         config=TokenCEConfig,
         example_inputs=token_ce_inputs,
         sizes=TOKEN_CE_SIZES,
+        throughput_keys=("B", "T"),
+        throughput_unit="tokens",
         baselines={"transformers_style": transformers_style_ce, "F.cross_entropy": plain_cross_entropy},
     )
     register(
@@ -127,5 +129,7 @@ def register_losses(register):
         config=LinearTokenCEConfig,
         example_inputs=linear_token_ce_inputs,
         sizes=LINEAR_TOKEN_CE_SIZES,
+        throughput_keys=("B", "T"),
+        throughput_unit="tokens",
         baselines={"transformers_style": transformers_style_linear_ce, "F.cross_entropy": plain_linear_cross_entropy},
     )
