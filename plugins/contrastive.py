@@ -13,7 +13,15 @@ from collections.abc import Mapping
 import torch
 
 import losskit
-from losskit_plugins.contrastive_baselines import dense_ce_clip, dense_siglip, info_nce_reference, three_matmul_floor
+from losskit_plugins.contrastive_baselines import (
+    dense_ce_clip,
+    dense_siglip,
+    info_nce_reference,
+    open_clip_available,
+    open_clip_clip,
+    open_clip_siglip,
+    three_matmul_floor,
+)
 from losskit_plugins.contrastive_clip import ClipLoss
 from losskit_plugins.contrastive_config import ClipConfig, InfoNCEConfig, SiglipConfig
 from losskit_plugins.contrastive_infonce import InfoNCELoss
@@ -72,14 +80,20 @@ _QUERY_SIZES = {
 
 @losskit.hookimpl
 def register_losses(register):
-    """Register ``clip``, ``siglip`` and ``infonce``."""
+    """Register ``clip``, ``siglip`` and ``infonce``; ``clip`` and ``siglip`` get an ``open_clip``
+    baseline when that optional package is installed."""
+    with_open_clip = open_clip_available()
     register(
         "clip",
         ClipLoss,
         config=ClipConfig,
         example_inputs=pair_inputs,
         sizes=_PAIR_SIZES,
-        baselines={"dense_ce": dense_ce_clip, "three_matmul_floor": three_matmul_floor},
+        baselines={
+            "dense_ce": dense_ce_clip,
+            "three_matmul_floor": three_matmul_floor,
+            **({"open_clip": open_clip_clip} if with_open_clip else {}),
+        },
     )
     register(
         "siglip",
@@ -87,7 +101,11 @@ def register_losses(register):
         config=SiglipConfig,
         example_inputs=pair_inputs,
         sizes=_PAIR_SIZES,
-        baselines={"dense_siglip": dense_siglip, "three_matmul_floor": three_matmul_floor},
+        baselines={
+            "dense_siglip": dense_siglip,
+            "three_matmul_floor": three_matmul_floor,
+            **({"open_clip": open_clip_siglip} if with_open_clip else {}),
+        },
     )
     register(
         "infonce",
