@@ -32,7 +32,7 @@ from pathlib import Path
 
 SUITES = {
     "ce": ["token_ce", "transformers_style", "F.cross_entropy"],
-    "linear_ce": ["linear_token_ce", "transformers_style"],
+    "linear_ce": ["linear_token_ce", "transformers_style", "three_matmul_floor"],
 }
 
 

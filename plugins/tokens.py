@@ -2,8 +2,9 @@
 
 Registers ``token_ce`` (over logits) and ``linear_token_ce`` (fused LM head + cross-entropy
 that never materialises the logits), with example inputs, bench sizes (``large`` is
-Qwen2's vocabulary, V = 151936) and the baselines ``losskit bench`` times them against.
-Also exports the label-masking helpers for vision tokens.
+Qwen2's vocabulary, V = 151936) and the baselines ``losskit bench`` times them against
+(for ``linear_token_ce`` also the three-matmul floor of the LM head). Also exports the
+label-masking helpers for vision tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor
 
 import losskit
 
+from losskit_plugins.contrastive_baselines import three_matmul_floor
 from losskit_plugins.tokens_ce import TokenCELoss
 from losskit_plugins.tokens_config import LinearTokenCEConfig, TokenCEConfig
 from losskit_plugins.tokens_linear import LinearTokenCELoss
@@ -32,6 +34,7 @@ __all__ = [
     "QWEN2_VL_VISION_TOKEN_IDS",
     "TokenCEConfig",
     "TokenCELoss",
+    "lm_head_matmul_floor",
     "mask_tokens",
     "register_losses",
     "vision_span_mask",
@@ -93,6 +96,18 @@ def plain_linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor) -
     return plain_cross_entropy(F.linear(hidden, weight), labels)
 
 
+def lm_head_matmul_floor(hidden: Tensor, weight: Tensor, labels: Tensor, **_: object) -> Tensor:
+    """The three ``N x H x V`` products every exact LM-head loss needs, and nothing else.
+
+    ``hidden [B, T, H] / [N, H]``, ``weight [V, H]``; ``labels`` are ignored. Forward
+    computes the logits ``Z = hidden @ weight.T``; backward ``Z @ weight`` (the gradient
+    of ``hidden``) and ``Z.T @ hidden`` (of ``weight``), with ``Z`` standing in for the
+    logits' gradient. Its value is 0. It is the contrastive three-matmul floor applied to
+    ``(hidden, weight)``: no softmax, no loss, so ratios to it show the cost above the matmuls.
+    """
+    return three_matmul_floor(hidden.reshape(-1, hidden.shape[-1]), weight)
+
+
 #: ``large`` is one 2048-token sequence over Qwen2's vocabulary (1.2 GB of fp32 logits).
 TOKEN_CE_SIZES = {
     "tiny": {"B": 2, "T": 4, "V": 5},
@@ -131,5 +146,9 @@ def register_losses(register):
         sizes=LINEAR_TOKEN_CE_SIZES,
         throughput_keys=("B", "T"),
         throughput_unit="tokens",
-        baselines={"transformers_style": transformers_style_linear_ce, "F.cross_entropy": plain_linear_cross_entropy},
+        baselines={
+            "transformers_style": transformers_style_linear_ce,
+            "F.cross_entropy": plain_linear_cross_entropy,
+            "three_matmul_floor": lm_head_matmul_floor,
+        },
     )

@@ -69,7 +69,8 @@ def flat_labels(
     """Check ``labels`` (and ``weights``) against the rows they label, shift and flatten them.
 
     Args:
-        labels: ``[B, T]`` or ``[N]`` class indices; ``ignore_index`` marks unsupervised tokens.
+        labels: ``[B, T]`` or ``[N]`` class indices of any integer dtype; ``ignore_index``
+            marks unsupervised tokens.
         rows_shape: leading shape of the logits / hidden states (``[B, T]`` or ``[N]``).
         num_classes: ``V``; supervised labels must lie in ``[0, V)``.
         inputs_name: name of the logits / hidden argument, for messages.
@@ -86,6 +87,7 @@ def flat_labels(
         )
     if labels.device != device:
         raise ValueError(f"labels: expected a tensor on {device} (the device of {inputs_name}), got {labels.device}")
+    labels = labels.long()  # any integer dtype (uint8 cannot even hold -100); gather wants int64
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= num_classes))
     _check_on_device(

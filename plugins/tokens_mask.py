@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from losskit.checks import check_index
@@ -60,16 +61,29 @@ def mask_tokens(
 def vision_span_mask(input_ids: Tensor, start_id: int, end_id: int) -> Tensor:
     """Bool mask of the tokens inside vision spans, ``start_id`` and ``end_id`` included.
 
+    A row may be cut inside a span (truncation, sequence-parallel shards): an opener
+    without a closer extends to the end of the row, and a closer that comes before any
+    opener closes a span that started before the row. Spans do not nest.
+
     Args:
         input_ids: ``[B, T]`` or ``[T]`` token ids; spans do not cross rows.
         start_id: id of the span opener (Qwen2-VL: ``<|vision_start|>`` 151652).
         end_id: id of the span closer (Qwen2-VL: ``<|vision_end|>`` 151653).
     """
     check_index(input_ids, "input_ids", (1, 2), layout="[B, T] or [T]")
-    starts = (input_ids == start_id).long()
-    ends = (input_ids == end_id).long()
-    depth = starts.cumsum(-1) - ends.cumsum(-1) + ends  # > 0 from an opener through its closer
-    return depth > 0
+    t = input_ids.shape[-1]
+    if t == 0:
+        return torch.zeros_like(input_ids, dtype=torch.bool)
+    pos = torch.arange(t, device=input_ids.device).expand_as(input_ids)  # [B, T] or [T]
+    is_start, is_end = input_ids == start_id, input_ids == end_id
+    last_start = torch.where(is_start, pos, -1).cummax(-1).values  # last opener at or before each token
+    last_end = torch.where(is_end, pos, -1).cummax(-1).values
+    last_end_before = F.pad(last_end[..., :-1], (1, 0), value=-1)  # last closer strictly before each token
+    opened = last_start > last_end_before
+    first_start = torch.where(is_start, pos, t).amin(-1, keepdim=True)
+    first_end = torch.where(is_end, pos, t).amin(-1, keepdim=True)
+    cut_at_start = (first_end < first_start) & (pos <= first_end)  # the row begins inside a span
+    return opened | cut_at_start
 
 
 def vision_span_violations(

@@ -169,6 +169,19 @@ def test_bad_input(call, error, match):
         call(losskit.build("token_ce"))
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32])
+@pytest.mark.parametrize("name", ["token_ce", "linear_token_ce"])
+def test_labels_of_any_integer_dtype(name, dtype):
+    gen = torch.Generator().manual_seed(6)
+    hidden, weight = torch.randn(2, 5, 3, generator=gen), torch.randn(7, 3, generator=gen)
+    labels = torch.randint(0, 7, (2, 5), generator=gen)
+    if dtype != torch.uint8:  # uint8 cannot hold -100
+        labels[0, 1] = -100
+    inputs = (hidden @ weight.T,) if name == "token_ce" else (hidden, weight)
+    loss_fn = losskit.build(name)
+    torch.testing.assert_close(loss_fn(*inputs, labels.to(dtype)), loss_fn(*inputs, labels))
+
+
 def test_num_items_as_float_tensor_like_transformers_5():
     logits, labels = torch.randn(4, 5), torch.randint(0, 5, (4,))
     loss_fn = losskit.build("token_ce")
