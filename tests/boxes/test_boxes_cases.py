@@ -48,6 +48,53 @@ def test_touching_boxes() -> None:
     assert got["diou"] == pytest.approx(1 + 1 / (4 + 1 + EPS), abs=1e-12)
 
 
+def test_nested_boxes_gradients() -> None:
+    # pred [0,0,4,4] encloses target [1,1,2,2]: the enclosing box is pred = the union, so the
+    # GIoU penalty (C - U) / C is 0 and stays 0 when pred moves; loss = 1 - 1 / (16 + eps).
+    # d/d pred corner: inter / (U + eps)^2 * side = 4 / (16 + eps)^2 (outwards);
+    # d/d target corner: -1 / (U + eps) * side = -1 / (16 + eps) (outwards), U fixed
+    pred = torch.tensor([[0.0, 0.0, 4.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[1.0, 1.0, 2.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    for kind in ("iou", "giou"):
+        value = losskit.build("bbox", iou_loss=kind, l1_weight=0.0)(pred, target)
+        gp, gt = torch.autograd.grad(value, (pred, target))
+        outwards = torch.tensor([[-1.0, -1.0, 1.0, 1.0]], dtype=torch.float64)
+        torch.testing.assert_close(gp, outwards * 4 / (16 + EPS) ** 2, rtol=1e-12, atol=0.0)
+        torch.testing.assert_close(gt, -outwards / (16 + EPS), rtol=1e-12, atol=0.0)
+
+
+def test_disjoint_boxes_iou_gradient_is_zero() -> None:
+    # no overlap: 1 - IoU is flat at 1; GIoU still pulls pred towards target (the gap closes)
+    pred = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[2.0, 0.0, 3.0, 1.0]], dtype=torch.float64)
+    (g_iou,) = torch.autograd.grad(losskit.build("bbox", iou_loss="iou", l1_weight=0.0)(pred, target), pred)
+    assert torch.equal(g_iou, torch.zeros_like(g_iou))
+    # GIoU loss = 1 + (C - U) / (C + eps), U = 2, C = 3 (enclosing [0,0,3,1]). Pred's x2 moves U only
+    # (dU/dx2 = 1): -1 / (C + eps). Pred's x1 moves both (dC/dx1 = dU/dx1 = -1): (C - U) / (C + eps)^2
+    (g_giou,) = torch.autograd.grad(losskit.build("bbox", l1_weight=0.0)(pred, target), pred)
+    want = torch.tensor([1 / (3 + EPS) ** 2, -1 / (3 + EPS)], dtype=torch.float64)
+    torch.testing.assert_close(g_giou[0, [0, 2]], want, rtol=1e-12, atol=0.0)
+
+
+def test_zero_area_boxes_against_other_boxes() -> None:
+    # a zero-width line through the middle of the unit square: no intersection, union 1 and
+    # enclosing box 1, same centre; aspect: atan(0 / 1) = 0 against pi/4, so v = 1/4
+    line, square = [[0.5, 0.0, 0.5, 1.0]], [[0.0, 0.0, 1.0, 1.0]]
+    got = {k: per_box(k, line, square).item() for k in KINDS}
+    assert got["iou"] == 1.0
+    assert got["giou"] == pytest.approx(1.0, abs=1e-12)
+    assert got["diou"] == pytest.approx(1.0, abs=1e-12)
+    assert got["ciou"] == pytest.approx(1.0 + 0.25 * 0.25 / (1.25 + EPS), abs=1e-12)
+    # a point at (2, 0.5) against the unit square: enclosing box [0,0,2,1] (area 2, diagonal^2 5),
+    # centres 1.5 apart; a point counts as square, so CIoU adds nothing to DIoU
+    point = [[2.0, 0.5, 2.0, 0.5]]
+    got = {k: per_box(k, point, square).item() for k in KINDS}
+    assert got["iou"] == 1.0
+    assert got["giou"] == pytest.approx(1.0 + (2 - 1) / (2 + EPS), abs=1e-12)
+    assert got["diou"] == pytest.approx(1.0 + 2.25 / (5 + EPS), abs=1e-12)
+    assert got["ciou"] == pytest.approx(got["diou"], abs=1e-12)
+
+
 def test_partial_overlap_aspect_term() -> None:
     # pred [0,0,2,1] (2:1), target [0,0,1,1] (square): IoU 1/2, v = 4/pi^2 (pi/4 - atan 2)^2
     iou = 1 / (2 + EPS)

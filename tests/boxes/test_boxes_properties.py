@@ -103,7 +103,7 @@ def test_no_nan_or_inf_under_clamp_for_any_finite_input(pred, data, dtype, kind:
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("kind", ["giou", "ciou"])
+@pytest.mark.parametrize("kind", ["none", "giou", "ciou"])
 def test_empty_batch_gives_zero_connected_to_the_graph(reduction: str, kind: str) -> None:
     pred = torch.zeros(0, 4, requires_grad=True)
     out = losskit.build("bbox", iou_loss=kind, reduction=reduction).compute(pred, torch.zeros(0, 4), num_boxes=None)
