@@ -19,15 +19,15 @@ schedule's extreme values are also checked against them at construction.
 A field whose value currently lives in a learnable ``nn.Parameter`` (reported by
 :meth:`losskit.Loss.learnable_fields`) cannot be scheduled — setting the config would
 not change the loss — unless the loss declares how, by returning a setter for that path
-from an optional method ``curriculum_setters() -> dict[str, Callable[[float], None]]``
-(e.g. a setter that resets the parameter to the scheduled value).
+from :meth:`losskit.Loss.curriculum_setters` (default ``{}``; e.g. a setter that resets
+the parameter to the scheduled value).
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,12 +96,7 @@ def _fields(model: BaseModel, prefix: str = "") -> dict[str, _Field]:
 def schedulable_paths(loss: Loss) -> list[str]:
     """Sorted dotted paths of the numeric config fields of ``loss`` that a curriculum can drive."""
     fields = set(_fields(loss.config))
-    return sorted((fields - set(loss.learnable_fields())) | (fields & set(_setters(loss))))
-
-
-def _setters(loss: Loss) -> dict[str, Callable[[float], None]]:
-    declare = getattr(loss, "curriculum_setters", None)
-    return dict(declare()) if callable(declare) else {}
+    return sorted((fields - set(loss.learnable_fields())) | (fields & set(loss.curriculum_setters())))
 
 
 class Curriculum:
@@ -124,7 +119,7 @@ class Curriculum:
         if not isinstance(schedules, Mapping):
             raise TypeError(f"schedules: expected a mapping of dotted path -> schedule, got {type(schedules).__name__}")
         self.loss = loss
-        self._setters = _setters(loss)
+        self._setters = dict(loss.curriculum_setters())
         errors: list[tuple[str, str]] = []
         self.schedules: dict[str, Any] = {}
         for path, data in schedules.items():

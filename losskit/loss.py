@@ -7,7 +7,7 @@ a drop-in replacement for any PyTorch loss module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -100,8 +100,20 @@ class Loss(nn.Module, Generic[C]):
 
         Maps the config field (e.g. ``"temperature"``) to the parameter's attribute name
         (e.g. ``"log_logit_scale"``). Setting such a field in the config would not
-        change the loss, so :class:`losskit.Curriculum` refuses to schedule it. The
-        base class has none.
+        change the loss, so :class:`losskit.Curriculum` refuses to schedule it unless
+        :meth:`curriculum_setters` declares a setter for it. The base class has none.
+        """
+        return {}
+
+    def curriculum_setters(self) -> dict[str, Callable[[float], None]]:
+        """Setters through which :class:`losskit.Curriculum` may drive learnable fields.
+
+        A field listed by :meth:`learnable_fields` can still be scheduled when the loss
+        returns ``{field: setter}`` here: the curriculum then calls ``setter(value)``
+        instead of assigning the config, and the setter decides what the value means
+        for the parameter (e.g. sets ``config.<field>`` and resets the parameter to it).
+        The field's config bounds are checked against the schedule either way. The base
+        class declares none (``{}``).
         """
         return {}
 

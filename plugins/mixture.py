@@ -173,12 +173,11 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
 
     def curriculum_setters(self) -> dict[str, Callable[[float], None]]:
         """The terms' declared setters for learnable fields, under ``terms.<term>.``."""
-        setters: dict[str, Callable[[float], None]] = {}
-        for name, term in self.terms.items():
-            declare = getattr(term, "curriculum_setters", None)
-            if callable(declare):
-                setters.update({f"terms.{name}.{path}": setter for path, setter in declare().items()})
-        return setters
+        return {
+            f"terms.{name}.{path}": setter
+            for name, term in self.terms.items()
+            for path, setter in term.curriculum_setters().items()
+        }
 
 
 def _call(name: str, term: losskit.Loss, inputs: Any, metrics: bool) -> losskit.LossOutput:

@@ -171,3 +171,35 @@ def test_a_combination_the_config_rejects_names_the_step():
     curriculum = Curriculum(loss, {"iou_weight": off, "l1_weight": off})
     with pytest.raises(ConfigError, match="at step 10 the value 0.0 is rejected: .*every term is off"):
         curriculum.step(10)
+
+
+def test_the_base_loss_declares_no_setters():
+    """losskit.Loss.curriculum_setters() defaults to {}: a loss that does not override it (focal, from the
+    example plugin) and a mixture of such terms expose nothing beyond their plain fields."""
+    focal = losskit.build("focal")
+    assert type(focal).curriculum_setters is losskit.Loss.curriculum_setters
+    assert focal.curriculum_setters() == {}
+    mixture = losskit.build({"name": "mixture", "terms": {"a": {"name": "focal"}, "b": {"name": "bbox"}}})
+    assert mixture.curriculum_setters() == {}
+    assert schedulable_paths(focal) == ["alpha", "gamma"]
+
+
+def test_mixture_paths_are_checked_at_construction_and_the_message_lists_the_valid_ones():
+    mixture = losskit.build({"name": "mixture", "terms": {"cls": {"name": "focal"}, "box": {"name": "bbox"}}})
+    before = losskit.config_to_dict(mixture.config)
+    with pytest.raises(ConfigError) as info:
+        Curriculum(mixture, {
+            "terms.box.iou_wieght": {"kind": "constant", "value": 1.0},
+            "weights.bx": {"kind": "constant", "value": 1.0},
+            "weights.box": {"kind": "linear", "start": 1.0, "end": -1.0, "steps": 3},
+            "terms.cls.gamma": {"kind": "constant", "value": 1.0, "warmup_steps": 2, "warmup_start": 11.0},
+        })
+    errors = dict(info.value.errors)
+    assert list(errors) == ["terms.box.iou_wieght", "weights.bx", "weights.box", "terms.cls.gamma"]
+    valid = schedulable_paths(mixture)
+    assert {"weights.box", "weights.cls", "terms.box.iou_weight", "terms.cls.gamma"} <= set(valid)
+    for path in ("terms.box.iou_wieght", "weights.bx"):
+        assert errors[path].endswith("valid paths: " + ", ".join(valid))
+    assert errors["weights.box"] == "the schedule reaches -1.0, which the field rejects: Input should be greater than or equal to 0"
+    assert "reaches 11.0" in errors["terms.cls.gamma"] and "less than or equal to 10" in errors["terms.cls.gamma"]
+    assert losskit.config_to_dict(mixture.config) == before  # nothing was set

@@ -80,6 +80,51 @@ def test_warmup_ramps_to_first_value_then_shifts_the_schedule():
     assert at(stepped, 0, 1, 2, 3, 4) == [0.0, 2.5, 5.0, 5.0, 7.0]
 
 
+WARMUP_CASES = {
+    # kind: (spec, {step: value by hand}); the warm-up goes linearly from warmup_start to the
+    # schedule's value at t = 0, then the schedule runs with t = step - warmup_steps
+    "constant": (
+        {"kind": "constant", "value": 3.0, "warmup_steps": 4, "warmup_start": 1.0},
+        {0: 1.0, 2: 2.0, 3: 2.5, 4: 3.0, 10**6: 3.0},
+    ),
+    "linear": (
+        {"kind": "linear", "start": 1.0, "end": 3.0, "steps": 4, "warmup_steps": 4},
+        {0: 0.0, 2: 0.5, 3: 0.75, 4: 1.0, 6: 2.0, 7: 2.5, 8: 3.0, 9: 3.0},
+    ),
+    "cosine": (
+        {"kind": "cosine", "start": 2.0, "end": 0.0, "steps": 10, "warmup_steps": 5, "warmup_start": -1.0},
+        {0: -1.0, 1: -0.4, 4: 1.4, 5: 2.0, 7: 1.0 + math.cos(0.2 * math.pi), 10: 1.0, 14: 1.0 + math.cos(0.9 * math.pi),
+         15: 0.0, 16: 0.0},
+    ),
+    "exponential end/steps": (
+        {"kind": "exponential", "start": 8.0, "end": 0.5, "steps": 4, "warmup_steps": 2},
+        {0: 0.0, 1: 4.0, 2: 8.0, 3: 4.0, 4: 2.0, 5: 1.0, 6: 0.5, 7: 0.5},
+    ),
+    "exponential gamma": (
+        {"kind": "exponential", "start": 1.0, "gamma": 3.0, "end": 20.0, "warmup_steps": 2, "warmup_start": 0.5},
+        {0: 0.5, 1: 0.75, 2: 1.0, 3: 3.0, 4: 9.0, 5: 20.0, 100: 20.0},
+    ),
+    "step values": (
+        {"kind": "step", "milestones": [2, 5], "values": [4.0, 2.0, 1.0], "warmup_steps": 3, "warmup_start": 1.0},
+        {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 4.0, 5: 2.0, 7: 2.0, 8: 1.0, 50: 1.0},
+    ),
+    "step gamma": (
+        {"kind": "step", "milestones": [2, 5], "start": 4.0, "gamma": 0.5, "warmup_steps": 3, "warmup_start": 1.0},
+        {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 4.0, 5: 2.0, 7: 2.0, 8: 1.0, 50: 1.0},
+    ),
+    "piecewise": (
+        {"kind": "piecewise", "points": [[1, 2.0], [3, 6.0]], "warmup_steps": 2},
+        {0: 0.0, 1: 1.0, 2: 2.0, 3: 2.0, 4: 4.0, 5: 6.0, 9: 6.0},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WARMUP_CASES))
+def test_every_kind_with_warmup_at_its_boundaries(case):
+    spec, want = WARMUP_CASES[case]
+    assert at(spec, *want) == pytest.approx(list(want.values()), rel=1e-12, abs=1e-12)
+
+
 @pytest.mark.parametrize(
     ("spec", "path"),
     [

@@ -32,6 +32,19 @@ def test_a_bad_field_deep_inside_reports_its_full_path():
     assert paths == ["terms.cls.gamma", "terms.box.iou_weight"]
 
 
+
+def test_the_message_gives_each_full_path_including_a_third_party_term():
+    assert not losskit.get_spec("focal").bundled  # focal comes from the installed example plugin
+    spec = mixture_spec()
+    spec["terms"]["box"]["iou_weight"] = -1.0
+    spec["terms"]["cls"]["gamma"] = 11.0
+    with pytest.raises(ConfigError) as info:
+        losskit.build(spec)
+    assert str(info.value).splitlines() == [
+        "terms.cls.gamma: Input should be less than or equal to 10",
+        "terms.box.iou_weight: Input should be greater than or equal to 0",
+    ]
+
 def test_term_model_validators_report_under_the_term():
     spec = mixture_spec()
     spec["terms"]["box"].update(l1_weight=0.0, iou_loss="none")

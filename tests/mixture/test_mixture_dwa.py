@@ -30,17 +30,24 @@ def reference_weights(history, window, temperature, k):
     return weights
 
 
-def test_weights_follow_the_formula(make_echo_mixture):
-    mixture = make_echo_mixture(2, weighting="dwa", dwa={"window": 2, "temperature": 2.0}, weights={"t1": 0.5})
-    want = reference_weights(HISTORY, 2, 2.0, 2)
+def test_reference_by_hand():
+    # windows of 2 calls; window means: (2, 3), (1, 2), (0.6, 0.7), (0.3, 0.7); the last call uses the last two
+    r = [0.3 / 0.6, 0.7 / 0.7]
+    want = [2 * math.exp(x / 2) / sum(math.exp(y / 2) for y in r) for x in r]
+    assert reference_weights(HISTORY, 2, 2.0, 2)[-1] == pytest.approx(want)
+    assert reference_weights(HISTORY, 2, 2.0, 2)[:4] == [[1.0, 1.0]] * 4  # two windows must close first
+
+
+@pytest.mark.parametrize(("window", "temperature"), [(2, 2.0), (1, 0.5), (3, 2.0), (2, 10.0)])
+def test_weights_follow_the_formula(make_echo_mixture, window, temperature):
+    mixture = make_echo_mixture(2, weighting="dwa", dwa={"window": window, "temperature": temperature}, weights={"t1": 0.5})
+    want = reference_weights(HISTORY, window, temperature, 2)
+    assert want[-1] != pytest.approx([1.0, 1.0])  # the history reaches the adaptive regime
     for (a, b), lam in zip(HISTORY, want):
         out = mixture.compute(t0=(torch.tensor(a),), t1=(torch.tensor(b),))
         assert [out.metrics["dwa_lambda/t0"].item(), out.metrics["dwa_lambda/t1"].item()] == pytest.approx(lam)
         assert out.metrics["weight/t1"].item() == pytest.approx(0.5 * lam[1])
         assert out.loss.item() == pytest.approx(lam[0] * a + 0.5 * lam[1] * b)
-    # window means: (2, 3), (1, 2), (0.6, 0.7), (0.3, 0.7); the last call uses the last two
-    r = [0.3 / 0.6, 0.7 / 0.7]
-    assert want[-1] == pytest.approx([2 * math.exp(x / 2) / sum(math.exp(y / 2) for y in r) for x in r])
 
 
 def test_a_falling_loss_gets_less_weight(make_echo_mixture):

@@ -85,6 +85,20 @@ def test_weight_gradient_matches_hand_computation_and_network_gets_the_weighted_
         torch.testing.assert_close(p.grad, want)
 
 
+
+def test_the_training_call_calls_no_backward(echo_plugin):
+    """The norms come from torch.autograd.grad: nothing reaches any .grad until the user's own backward()."""
+    model = TwoTask()
+    mixture = mse_mixture()
+    mixture.set_shared_parameters(model.shared.parameters())
+    la, lb = task_losses(model, *data())
+    out = mixture.compute(a=(la,), b=(lb,))
+    params = [*model.parameters(), *mixture.parameters()]
+    assert all(p.grad is None for p in params)
+    assert out.metrics["gradnorm_loss"].item() > 0.0  # the GradNorm term was really computed
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+
 def test_weights_are_renormalised_at_each_training_call(echo_plugin):
     mixture = mse_mixture(gradnorm={"min_weight": 0.01})
     model = TwoTask()

@@ -72,7 +72,7 @@ def run(objects, steps):
     return record
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "dwa", "gradnorm"])
+@pytest.mark.parametrize("weighting", ["static", "uncertainty", "dwa", "gradnorm"])
 def test_resumed_run_is_identical(weighting, tmp_path):
     straight = run(fresh(weighting), range(100))
 
