@@ -39,6 +39,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
     Compatibility with info-nce-pytorch ``InfoNCE(temperature=0.1,
     negative_mode=...)``: with ``negative_keys`` and ``in_batch_negatives=False`` the
     value is identical; without ``negative_keys`` it equals its in-batch mode.
+    ``in_batch_negatives=False`` needs ``negative_keys`` (``ValueError`` otherwise).
 
     ``symmetric``: also score keys against queries over the in-batch part and average
     both directions (per sample). ``hard_negative_beta``/``debias_tau_plus``: see
@@ -70,6 +71,8 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         if mask is not None and groups is not None:
             raise ValueError("positive_mask, group_ids: pass at most one of them")
         cfg = self.config
+        if negs is None and not cfg.in_batch_negatives:
+            raise ValueError("negative_keys: required with in_batch_negatives=false, else no row has a negative")
         gather = self.gathering()
         if gather and negs is not None and not cfg.local_loss:
             raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")

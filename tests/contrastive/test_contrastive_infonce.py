@@ -211,3 +211,11 @@ def test_infonce_bad_config():
         losskit.build("infonce", chunk_size=8, in_batch_negatives=False)
     with pytest.raises(ValueError, match="chunk_size"):
         losskit.build("infonce", chunk_size=2, distributed="none")(torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 2, 2))
+
+
+def test_infonce_without_any_negatives_is_refused():
+    # in_batch_negatives=false and no negative_keys: every row would be 0 (nothing to contrast)
+    loss_fn = losskit.build("infonce", in_batch_negatives=False, distributed="none")
+    with pytest.raises(ValueError, match="negative_keys: required with in_batch_negatives=false"):
+        loss_fn(torch.randn(4, 3), torch.randn(4, 3))
+    assert loss_fn(torch.randn(4, 3), torch.randn(4, 3), torch.randn(0, 3)).item() == 0.0  # empty negatives: defined, 0
