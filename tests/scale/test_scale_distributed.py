@@ -5,6 +5,8 @@ Gradient scaling checked (see docs/scaling.md): on every rank the loss parameter
 gradient, averaged over ranks (what DDP does), equals the single-process gradient; the
 features' gradient on a rank equals ``world_size`` x the single-process gradient of its
 rows (DDP's 1/world_size averaging of the encoder's gradients cancels that factor).
+Explicit ``infonce`` negatives are not gathered: per-query ones ``[n, M, D]`` scale like the
+features; shared ones ``[M, D]`` (the same on every rank) like the loss parameters.
 """
 
 from __future__ import annotations
@@ -35,19 +37,20 @@ def _run(world: int, tmp_path: Path, limit_s: float = 150.0) -> list[list[dict]]
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
 
-def _check_mismatch(outputs: list[dict]) -> None:
+def _check_refusals(outputs: list[dict]) -> None:
     for out in outputs:
         assert out["mismatch"].startswith("image_features: every rank must pass the same shape"), out["mismatch"]
+        assert out["refused"].startswith("negative_keys: with distributed gathering") and "local_loss=true" in out["refused"]
 
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_gathered_losses_match_single_process(tmp_path, world):
     outputs = _run(world, tmp_path)
-    _check_mismatch(outputs)
+    _check_refusals(outputs)
     per_rank = [out["cases"] for out in outputs]
-    for case, (name, cfg, _) in enumerate(W.CASES):
-        img, txt, groups = W.global_batch(case, world)
-        want = W.run_case(case, img, txt, groups, "none")
+    for case, (name, cfg, _, negatives) in enumerate(W.CASES):
+        img, txt, groups, negs = W.global_batch(case, world)
+        want = W.run_case(case, img, txt, groups, negs, "none")
         label = f"{name} {cfg} world={world}"
         losses = torch.stack([per_rank[r][case]["loss"] for r in range(world)])
         if cfg["local_loss"]:
@@ -58,9 +61,12 @@ def test_gathered_losses_match_single_process(tmp_path, world):
                 torch.testing.assert_close(losses[r], want["loss"], rtol=1e-10, atol=1e-12, msg=label)
         for r in range(world):
             rows = slice(r * W.SHARD, (r + 1) * W.SHARD)
-            for key in ("img_grad", "txt_grad"):
+            for key in ("img_grad", "txt_grad") + (("neg_grad",) if negatives == "paired" else ()):
                 got = per_rank[r][case][key] / world
                 torch.testing.assert_close(got, want[key][rows], rtol=1e-9, atol=1e-12, msg=f"{label} rank {r} {key}")
+        if negatives == "shared":
+            avg = torch.stack([per_rank[r][case]["neg_grad"] for r in range(world)]).mean(0)
+            torch.testing.assert_close(avg, want["neg_grad"], rtol=1e-9, atol=1e-12, msg=f"{label} neg_grad")
         for pname, g in want["param_grads"].items():
             avg = torch.stack([per_rank[r][case]["param_grads"][pname] for r in range(world)]).mean(0)
             torch.testing.assert_close(avg, g, rtol=1e-9, atol=1e-12, msg=f"{label} {pname}")
