@@ -219,3 +219,29 @@ def test_infonce_without_any_negatives_is_refused():
     with pytest.raises(ValueError, match="negative_keys: required with in_batch_negatives=false"):
         loss_fn(torch.randn(4, 3), torch.randn(4, 3))
     assert loss_fn(torch.randn(4, 3), torch.randn(4, 3), torch.randn(0, 3)).item() == 0.0  # empty negatives: defined, 0
+
+
+@pytest.mark.parametrize("opts", [{"hard_negative_beta": 2.0}, {"debias_tau_plus": 0.2}, {"hard_negative_beta": 1.0, "debias_tau_plus": 0.1}])
+def test_hard_negatives_at_scale_100_match_bruteforce_with_groups_and_negatives(ref, opts):
+    # scale 100 (temperature 0.01): e^{(1+beta) s} reaches e^{300}, finite in the float64 reference;
+    # fp16 inputs must give the float64 value of the same (rounded) inputs
+    g = torch.Generator().manual_seed(8)
+    q = torch.randn(12, 6, generator=g).half().double()
+    k = (q + 0.1 * torch.randn(12, 6, generator=g, dtype=torch.float64)).half().double()
+    negs = torch.randn(12, 3, 6, generator=g).half().double()
+    gid = torch.randint(0, 8, (12,), generator=g)
+    cfg = {"temperature": 0.01, "hard_negative_beta": 0.0, "debias_tau_plus": 0.0, "label_smoothing": 0.0,
+           "in_batch_negatives": True, "symmetric": True, "reduction": "mean", **opts}
+    loss_fn = losskit.build("infonce", distributed="none", **cfg)
+    leaves = [t.clone().requires_grad_() for t in (q, k, negs)]
+    got = loss_fn(*leaves, group_ids=gid)
+    copies = [t.clone().requires_grad_() for t in (q, k, negs)]
+    want = reference_infonce(ref, *copies, ref.positives_from(12, 12, gid.tolist(), gid.tolist()), cfg)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    for a, b in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, copies)):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    half = [t.half().requires_grad_() for t in (q, k, negs)]
+    low = loss_fn(*half, group_ids=gid)
+    low.backward()
+    assert low.dtype == torch.float32 and all(torch.isfinite(t.grad).all() for t in half)
+    torch.testing.assert_close(low.double(), want.detach(), rtol=1e-4, atol=1e-4)
