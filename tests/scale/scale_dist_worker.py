@@ -80,6 +80,15 @@ def run_case(case: int, img: torch.Tensor, txt: torch.Tensor, groups: torch.Tens
     }
 
 
+def _refusal(call) -> str:
+    """The ``ValueError`` message ``call()`` raises ("" if it does not)."""
+    try:
+        call()
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -99,11 +108,15 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             mismatch = ""
         except ValueError as exc:
             mismatch = str(exc)
-        try:  # explicit negatives belong to this rank's queries: refused when every rank scores all rows
-            REGISTRY.build("infonce", distributed="gather")(torch.randn(2, 3), torch.randn(2, 3), torch.randn(4, 3))
-            refused = ""
-        except ValueError as exc:
-            refused = str(exc)
+        q, k, mask = torch.randn(2, 3), torch.randn(2, 3), torch.eye(2, dtype=torch.bool)
+        global_rows = REGISTRY.build("infonce", distributed="gather")
+        local_rows = REGISTRY.build("infonce", distributed="gather", local_loss=True)
+        refused = [
+            # explicit negatives belong to this rank's queries: refused when every rank scores all rows
+            _refusal(lambda: global_rows(q, k, torch.randn(4, 3))),
+            # a local [n, n] mask cannot say which gathered keys are positives: use global group ids
+            _refusal(lambda: local_rows(q, k, positive_mask=mask)),
+        ]
         torch.save({"cases": results, "mismatch": mismatch, "refused": refused}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -40,7 +40,9 @@ def _run(world: int, tmp_path: Path, limit_s: float = 150.0) -> list[list[dict]]
 def _check_refusals(outputs: list[dict]) -> None:
     for out in outputs:
         assert out["mismatch"].startswith("image_features: every rank must pass the same shape"), out["mismatch"]
-        assert out["refused"].startswith("negative_keys: with distributed gathering") and "local_loss=true" in out["refused"]
+        negatives, mask = out["refused"]
+        assert negatives.startswith("negative_keys: with distributed gathering") and "local_loss=true" in negatives
+        assert mask.startswith("positive_mask: not supported when gathering") and "group_ids" in mask
 
 
 @pytest.mark.parametrize("world", [2, 4])
