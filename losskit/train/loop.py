@@ -327,8 +327,9 @@ def _train(
             tokens = batch["tokens"].to(device, non_blocking=True)
             groups = batch["groups"].to(device, non_blocking=True)
             sync = micro == accum - 1 or not context.distributed
-            with (contextlib.nullcontext() if sync else runner.no_sync()), autocast():  # type: ignore[operator]
-                value, parts_t, metrics_t = runner(images, tokens, groups)
+            with contextlib.nullcontext() if sync else runner.no_sync():  # type: ignore[operator]
+                with autocast():  # the forward only: backward runs outside autocast (PyTorch AMP recipe)
+                    value, parts_t, metrics_t = runner(images, tokens, groups)
                 (value / accum).backward()
             if not torch.isfinite(value):
                 raise LosskitError(f"the loss became {float(value)} at step {step + 1}; lower optim.lr or check the data")

@@ -1,7 +1,7 @@
 """``metrics.jsonl`` (one JSON object per line), progress output, and the PNG of the curves.
 
 Training lines: ``{"step", "epoch", "loss", "parts": {...}, "metrics": {...}, "lr":
-{group: lr}, "samples_per_s", "elapsed_s"}``. Evaluation lines: ``{"step", "eval":
+{group: lr}, "samples_per_s"}``. Evaluation lines: ``{"step", "eval":
 {"i2t_r1": ..., ...}}``. On resume, lines after the checkpoint's step are dropped (the
 killed run may have written them) and a torn last line is discarded.
 """

@@ -81,11 +81,7 @@ def build_image_encoder(name: str, *, image_size: int, weights: str | None, widt
     else:
         model = getattr(torchvision.models, name)(weights=None)
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise ConfigError([("model.image_weights", f"no such file: {path}")])
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        _load_weights(model, name, Path(weights))
     if name == "vit_b_16":
         out = model.heads.head.in_features
         model.heads = nn.Identity()
@@ -93,6 +89,33 @@ def build_image_encoder(name: str, *, image_size: int, weights: str | None, widt
         out = model.fc.in_features
         model.fc = nn.Identity()
     return model, out
+
+
+def _load_weights(model: nn.Module, name: str, path: Path) -> None:
+    """Load a local torchvision state dict into ``model`` (``torch.load(..., weights_only=True)``).
+
+    Raises:
+        ConfigError: naming ``model.image_weights`` when the file is missing, is not a
+            plain state dict (e.g. a pickled module, refused by ``weights_only``), or does
+            not fit the architecture ``name``.
+    """
+    field = "model.image_weights"
+    if not path.is_file():
+        raise ConfigError([(field, f"no such file: {path}")])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError (not weights only), RuntimeError (not a torch file), ...
+        inner = exc.__context__ if isinstance(exc.__context__, Exception) else exc  # torch wraps the unpickler's reason
+        reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0].split(". Please")[0][:200]
+        expected = "a plain state dict of tensors is expected"
+        raise ConfigError([(field, f"{path} does not load with torch.load(weights_only=True); {expected} ({reason})")]) from None
+    if not isinstance(state, dict):
+        raise ConfigError([(field, f"{path} holds a {type(state).__name__}, expected a state dict {{name: tensor}}")])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError([(field, f"{path} does not fit torchvision's {name}: {detail[:400]}")]) from None
 
 
 class TextTransformer(nn.Module):

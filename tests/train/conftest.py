@@ -58,3 +58,15 @@ def tiny_overrides(run_dir: Path, **extra: object) -> dict:
 @pytest.fixture
 def tiny():
     return tiny_overrides
+
+
+def comparable_metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl of a run without the timing field (``samples_per_s``)."""
+    from losskit.train.metrics import read_metrics
+
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
+
+
+@pytest.fixture
+def comparable():
+    return comparable_metrics

@@ -11,7 +11,7 @@ from losskit.errors import ConfigError
 from losskit.train.config import DataConfig
 from losskit.train.data.base import BadImageError
 from losskit.train.data.files import load_coco, load_manifest
-from losskit.train.data.loader import PairDataset, ResumableSampler, build_splits, collate
+from losskit.train.data.loader import PairDataset, ResumableSampler, build_splits, collate, normalize_images
 from losskit.train.data.synthetic import generate_split
 
 
@@ -88,6 +88,16 @@ def test_undecodable_file_is_reported_not_raised_in_the_worker(tmp_path):
     batch = collate([dataset[(0, 0)], dataset[(1, 0)]])
     assert batch["images"].shape == (1, 3, 8, 8) and "broken.png" in batch["bad"][0]
     assert batch["bad_files"] == [str(tmp_path / "broken.png")]
+
+
+def test_normalisation_matches_torchvision_with_imagenet_statistics():
+    from torchvision.transforms import v2
+
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reference = v2.Compose(
+        [v2.ToDtype(torch.float64, scale=True), v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])]
+    )(images)
+    assert torch.allclose(normalize_images(images).double(), reference, atol=1e-5)
 
 
 def test_sampler_resumes_mid_epoch_and_shards():

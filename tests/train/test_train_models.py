@@ -20,6 +20,30 @@ def test_resnet18_loads_a_local_weights_file(tmp_path):
         build_image_encoder("resnet18", image_size=32, weights=str(tmp_path / "missing.pth"), width=0)
 
 
+def test_weights_file_must_be_a_fitting_plain_state_dict(tmp_path):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a pickled module: weights_only refuses it
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a torch file")
+    cases = [
+        ("module.pt", r"weights_only=True"),
+        ("list.pt", r"holds a list, expected a state dict"),
+        ("other.pt", r"does not fit torchvision's resnet18"),
+        ("text.pt", r"weights_only=True"),
+    ]
+    for name, message in cases:
+        with pytest.raises(ConfigError, match=rf"model\.image_weights: .*{name}.*{message}"):
+            build_image_encoder("resnet18", image_size=32, weights=str(tmp_path / name), width=0)
+
+
+@pytest.mark.parametrize(("name", "width"), [("resnet18", 512), ("resnet50", 2048), ("vit_b_16", 768)])
+def test_torchvision_towers_end_in_features(name, width):
+    with torch.device("meta"):  # shapes only: skips initialising up to 86M parameters
+        model, out = build_image_encoder(name, image_size=32, weights=None, width=0)
+        features = model.eval()(torch.empty(2, 3, 32, 32))
+    assert out == width and features.shape == (2, width)
+
+
 def test_vit_needs_a_multiple_of_16():
     with pytest.raises(ConfigError, match="data.image_size"):
         build_image_encoder("vit_b_16", image_size=40, weights=None, width=0)

@@ -22,13 +22,8 @@ CLI = str(Path(__file__).parent / "trainer_cli.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _comparable(run_dir):
-    """metrics.jsonl without the timing fields."""
-    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
-
-
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss, comparable):
     cfg = tiny(tmp_path / "killed", steps=40, checkpoint={"every": 5, "keep": 2}, eval={"every": 20})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([sys.executable, CLI, "train", "--config", str(tmp_path / "c.yaml")], env=ENV,
@@ -49,7 +44,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny, test_loss
 
     cfg["run_dir"] = str(tmp_path / "straight")
     reference = train(validate_train_config(cfg), quiet=True)
-    assert _comparable(tmp_path / "killed") == _comparable(tmp_path / "straight")
+    assert comparable(tmp_path / "killed") == comparable(tmp_path / "straight")
     assert reference.after == read_metrics(tmp_path / "killed/metrics.jsonl")[-1]["eval"]
 
 

@@ -14,7 +14,7 @@ Distribution (every draw from ``numpy.random.default_rng([seed, split])``):
   two objects, either order), e.g. "a small red circle at the top left",
   "top left: a small red circle", "a red circle at the top left; it is small".
 
-630 single-object descriptions and 44,100 two-object ones exist, so the validation
+630 single-object descriptions and 176,400 two-object ones exist, so the validation
 split is not a lookup of training images. The group id of an image is its description
 (the set of objects): images that read the same are positives of each other, and
 retrieval counts any caption (image) of the right group as a hit.
