@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from losskit_plugins.matmul_floor import three_matmul_floor
+
 __all__ = [
     "dense_ce_clip",
     "dense_siglip",
@@ -79,24 +81,3 @@ def info_nce_reference(query: Tensor, positive_key: Tensor, negative_keys: Tenso
     negs = q @ n.T if n.dim() == 2 else torch.einsum("nd,nmd->nm", q, n)  # [N, M]
     logits = torch.cat([pos, negs], 1) / 0.1
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
-
-
-class _MatmulFloor(torch.autograd.Function):
-    """Forward ``x @ y.T``; backward ``S @ y`` and ``S.T @ x``: exactly three B x B x D products."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
-        s = x @ y.T  # [B, B]
-        ctx.save_for_backward(x, y, s)
-        return s.new_zeros(())
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        x, y, s = ctx.saved_tensors
-        return s @ y, s.T @ x
-
-
-def three_matmul_floor(image_features: Tensor, text_features: Tensor, **_: object) -> Tensor:
-    """The work every exact contrastive loss must do: the logits matmul in forward and the
-    two gradient matmuls in backward, and nothing else (its value is 0)."""
-    return _MatmulFloor.apply(image_features, text_features)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 import losskit
 
-from losskit_plugins.contrastive_baselines import three_matmul_floor
+from losskit_plugins.matmul_floor import three_matmul_floor
 from losskit_plugins.tokens_ce import TokenCELoss
 from losskit_plugins.tokens_config import LinearTokenCEConfig, TokenCEConfig
 from losskit_plugins.tokens_linear import LinearTokenCELoss
