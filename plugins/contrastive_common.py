@@ -238,8 +238,8 @@ def accuracy(pairs: Pairs, argmax: Tensor, by_rows: bool) -> Tensor:
     safe = torch.where(inside, argmax, torch.zeros_like(argmax))
     hit = (pairs.is_positive(idx, safe) if by_rows else pairs.is_positive(safe, idx)) & inside
     count = pairs.row_count(torch.float32) if by_rows else pairs.col_count(torch.float32)
-    has = count > 0
-    return hit[has].float().mean() if bool(has.any()) else hit.new_zeros((), dtype=torch.float32)
+    has = count > 0  # rows (columns) without a positive do not count; none at all gives 0
+    return (hit & has).sum().float() / has.sum().clamp_min(1).float()  # no host sync
 
 
 def mean_logits(
