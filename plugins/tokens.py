@@ -102,8 +102,8 @@ def lm_head_matmul_floor(hidden: Tensor, weight: Tensor, labels: Tensor, **_: ob
     ``hidden [B, T, H] / [N, H]``, ``weight [V, H]``; ``labels`` are ignored. Forward
     computes the logits ``Z = hidden @ weight.T``; backward ``Z @ weight`` (the gradient
     of ``hidden``) and ``Z.T @ hidden`` (of ``weight``), with ``Z`` standing in for the
-    logits' gradient. Its value is 0. It is the contrastive three-matmul floor applied to
-    ``(hidden, weight)``: no softmax, no loss, so ratios to it show the cost above the matmuls.
+    logits' gradient. Its value is 0. It is :func:`~losskit_plugins.matmul_floor.three_matmul_floor`
+    applied to ``(hidden, weight)``: no softmax, no loss, so ratios to it show the cost above the matmuls.
     """
     return three_matmul_floor(hidden.reshape(-1, hidden.shape[-1]), weight)
 

@@ -1,8 +1,10 @@
-"""Fixtures of the bench tests: the probe plugin registered in the default registry."""
+"""Fixtures of the bench tests: the probe plugin registered in the default registry, and
+the environment of a process that sees no CUDA device."""
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,9 @@ def probe(monkeypatch):
     module = importlib.import_module("losskit_bench_probe")
     with losskit.temporary_plugin(module, "bench_probe"):
         yield module
+
+
+@pytest.fixture
+def no_cuda_env() -> dict[str, str]:
+    """Environment for a subprocess in which ``torch.cuda.is_available()`` is False, on any machine."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

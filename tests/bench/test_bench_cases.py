@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -56,11 +60,25 @@ def test_throughput_keys_default_to_B_then_N():
     assert throughput_keys(spec, {"T": 2}) is None
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
-def test_cuda_without_cuda_is_a_clear_error():
-    with pytest.raises(ValueError, match="CUDA is not available.*use --device cpu or auto"):
-        resolve_device("cuda")
-    assert resolve_device("auto") == torch.device("cpu")
+_RESOLVE_WITHOUT_CUDA = """
+import torch
+from losskit.bench import resolve_device
+
+assert not torch.cuda.is_available()
+assert resolve_device("auto") == torch.device("cpu")
+try:
+    resolve_device("cuda")
+except ValueError as exc:
+    print(exc)
+"""
+
+
+def test_cuda_without_cuda_is_a_clear_error(no_cuda_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", _RESOLVE_WITHOUT_CUDA], capture_output=True, text=True, timeout=120, env=no_cuda_env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"CUDA is not available.*use --device cpu or auto", proc.stdout), proc.stdout
 
 
 def test_unknown_device():

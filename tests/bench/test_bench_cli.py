@@ -16,8 +16,10 @@ from losskit.cli import main
 FAST = ["--repeat", "1", "--warmup", "1", "--min-run-time", "0.001", "--no-progress"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "losskit", "bench", *args], capture_output=True, text=True, timeout=300)
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "losskit", "bench", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_json_and_plot_of_a_cli_run(tmp_path):
@@ -52,9 +54,8 @@ def test_schema_rejects_a_malformed_file(tmp_path):
         load_report(bad)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
-def test_device_cuda_without_cuda_is_a_clear_error():
-    proc = _run("focal", "--device", "cuda")
+def test_device_cuda_without_cuda_is_a_clear_error(no_cuda_env):
+    proc = _run("focal", "--device", "cuda", env=no_cuda_env)
     assert proc.returncode == 1
     assert "CUDA is not available" in proc.stderr and "Traceback" not in proc.stderr
 

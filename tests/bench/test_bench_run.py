@@ -25,7 +25,7 @@ def test_every_registered_loss_is_timed_on_cpu_with_its_baselines(name):
     for r in case.impls:
         assert r.status == "ok", f"{r.impl}: {r.error}"
         assert r.forward is not None and r.forward_backward is not None
-        assert len(r.forward.times_s) == FAST["repeat"] and r.forward.median_s > 0
+        assert len(r.forward.times_s) == len(r.forward_backward.times_s) == FAST["repeat"]
         assert r.memory is None
     assert set(case.ratios) == set(spec.baselines)
 

