@@ -26,7 +26,7 @@ import torch
 
 import losskit
 from contrastive_timing import RESULTS, alternate, fwd_bwd, summarize, write
-from losskit_plugins.contrastive_baselines import dense_ce_clip, three_matmul_floor
+from losskit_plugins.contrastive.baselines import dense_ce_clip, three_matmul_floor
 
 
 def main() -> None:

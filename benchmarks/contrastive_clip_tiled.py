@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import losskit  # noqa: E402
 from contrastive_timing import RESULTS, alternate, fwd_bwd, summarize, write  # noqa: E402
 from losskit.bench.memory import measure_cpu_memory  # noqa: E402
-from losskit_plugins.contrastive_baselines import dense_ce_clip  # noqa: E402
+from losskit_plugins.contrastive.baselines import dense_ce_clip  # noqa: E402
 
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img" / "contrastive_clip_tiled.png"
 

@@ -3,6 +3,9 @@
 Each helper raises ``TypeError`` (wrong kind of value or dtype) or ``ValueError``
 (wrong shape or value) with a message that names the argument and what was
 expected, e.g. ``image_features: expected a 2-D float tensor [B, D], got shape (4,)``.
+
+The numeric policy of every bundled loss is :func:`compute_dtype`: float64 inputs are
+computed in float64, everything else (fp16, bf16, fp32) in float32.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import Tensor
 
 __all__ = [
     "check_float",
+    "compute_dtype",
     "check_index",
     "check_same_device",
     "check_size",
@@ -103,3 +107,9 @@ def check_same_device(**tensors: Tensor | None) -> None:
 def to_float32(t: Tensor) -> Tensor:
     """Upcast fp16/bf16 to fp32 (losses compute in fp32); other dtypes pass through."""
     return t.float() if t.dtype in _REDUCED else t
+
+
+def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """The dtype a loss computes in: ``float64`` if any given tensor is float64, else
+    ``float32`` (fp16/bf16/fp32 inputs are all computed in fp32). ``None`` entries are skipped."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32

@@ -23,4 +23,7 @@ def test_every_core_package_is_listed_for_the_wheel() -> None:
     assert on_disk, "no packages found under losskit/"
     assert on_disk <= listed, f"packages missing from [tool.setuptools] packages: {sorted(on_disk - listed)}"
     assert setuptools["package-dir"]["losskit_plugins"] == "plugins" and "losskit_plugins" in listed
-    assert not any((REPO / "plugins").glob("*/__init__.py")), "plugins/ subpackages need listing in pyproject.toml"
+    families = {"losskit_plugins." + init.parent.name for init in (REPO / "plugins").glob("*/__init__.py")}
+    assert families, "no family packages found under plugins/"
+    assert families <= listed, f"plugins/ subpackages missing from [tool.setuptools] packages: {sorted(families - listed)}"
+    assert not any((REPO / "plugins").glob("*/*/__init__.py")), "nested plugin packages need listing in pyproject.toml"

@@ -6,14 +6,16 @@ from torch import Tensor
 
 import losskit
 from losskit.loss import reduce
-from losskit_plugins.contrastive_common import ContrastiveLoss, accuracy, layout, mean_logits
-from losskit_plugins.contrastive_config import SiglipConfig
-from losskit_plugins.contrastive_engine import EngineOptions, pairwise_loss
+from losskit_plugins.contrastive.base import PairContrastiveLoss
+from losskit_plugins.contrastive.layout import layout
+from losskit_plugins.contrastive.metrics import accuracy, mean_logits
+from losskit_plugins.contrastive.config import SiglipConfig
+from losskit_plugins.contrastive.engine import EngineOptions, pairwise_loss
 
 __all__ = ["SiglipLoss"]
 
 
-class SiglipLoss(ContrastiveLoss[SiglipConfig]):
+class SiglipLoss(PairContrastiveLoss[SiglipConfig]):
     """Pairwise sigmoid image-text loss (SigLIP).
 
     Call: ``loss(image_features [B, D], text_features [B, D], *, group_ids=None [B])``.
@@ -37,11 +39,10 @@ class SiglipLoss(ContrastiveLoss[SiglipConfig]):
 
     config_class = SiglipConfig
 
-    def _run(  # type: ignore[override]
-        self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None, metrics: bool
+    def _score(
+        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool
     ) -> losskit.LossOutput:
         cfg = self.config
-        a, b, groups, scale, bias = self._pair_inputs(image_features, text_features, group_ids)
         lay, _ = layout(a, b, groups, gather=self.gathering(), local_loss=cfg.local_loss)
         opts = EngineOptions("sigmoid", lay.pairs, chunk=cfg.chunk_size, normalize=cfg.normalize, metrics=metrics)
         res = pairwise_loss(lay.rows, lay.cols, scale, bias, opts)

@@ -11,9 +11,12 @@ from torch import Tensor
 import losskit
 from losskit.checks import check_float, check_index, check_same_device, check_size
 from losskit.loss import reduce
-from losskit_plugins.contrastive_common import ContrastiveLoss, check_features, check_group_ids, dtype_of, layout, prepare
-from losskit_plugins.contrastive_config import InfoNCEConfig
-from losskit_plugins.contrastive_softmax import softmax_directions
+from losskit.checks import compute_dtype
+from losskit_plugins.contrastive.base import ContrastiveLoss
+from losskit_plugins.contrastive.checks import check_features, check_group_ids, no_autocast, prepare
+from losskit_plugins.contrastive.layout import layout
+from losskit_plugins.contrastive.config import InfoNCEConfig
+from losskit_plugins.contrastive.softmax import softmax_directions
 
 __all__ = ["InfoNCELoss"]
 
@@ -32,7 +35,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
     or equal ``group_ids`` (pass at most one of the two). With several positives the
     row's loss is the mean over positives of ``-log softmax`` of that positive among
     itself and the negatives (other positives are never in its denominator; see
-    :class:`~losskit_plugins.contrastive_clip.ClipLoss` for why). A row without any
+    :class:`~losskit_plugins.contrastive.clip.ClipLoss` for why). A row without any
     positive gives 0 and is left out of the ``"mean"``; a positive without negatives
     scores 0.
 
@@ -43,7 +46,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
 
     ``symmetric``: also score keys against queries over the in-batch part and average
     both directions (per sample). ``hard_negative_beta``/``debias_tau_plus``: see
-    :mod:`losskit_plugins.contrastive_softmax`. The temperature is fixed by default
+    :mod:`losskit_plugins.contrastive.softmax`. The temperature is fixed by default
     (read from the config at every call); ``learnable_temperature`` makes it a
     parameter ``log_logit_scale``.
 
@@ -53,7 +56,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
 
     config_class = InfoNCEConfig
 
-    def _run(  # type: ignore[override]
+    def compute(
         self,
         query: Tensor,
         positive_key: Tensor,
@@ -61,6 +64,32 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         *,
         positive_mask: Tensor | None = None,
         group_ids: Tensor | None = None,
+    ) -> losskit.LossOutput:
+        """The loss with its ``parts`` and ``metrics``."""
+        with no_autocast(query):
+            return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=True)
+
+    def forward(
+        self,
+        query: Tensor,
+        positive_key: Tensor,
+        negative_keys: Tensor | None = None,
+        *,
+        positive_mask: Tensor | None = None,
+        group_ids: Tensor | None = None,
+    ) -> Tensor:
+        """``compute(...).loss``, skipping the metrics' extra passes over the logits."""
+        with no_autocast(query):
+            return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=False).loss
+
+    def _score(
+        self,
+        query: Tensor,
+        positive_key: Tensor,
+        negative_keys: Tensor | None,
+        positive_mask: Tensor | None,
+        group_ids: Tensor | None,
+        *,
         metrics: bool,
     ) -> losskit.LossOutput:
         q, k = check_features(query, positive_key, "query", "positive_key")
@@ -76,7 +105,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         gather = self.gathering()
         if gather and negs is not None and not cfg.local_loss:
             raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")
-        dtype = dtype_of(q, k, negs)
+        dtype = compute_dtype(q, k, negs)
         a, b = prepare(q, dtype), prepare(k, dtype)
         extra = None if negs is None else prepare(negs, dtype)
         scale = self.scale(dtype, a.device)

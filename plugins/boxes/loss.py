@@ -1,101 +1,28 @@
-"""Bundled losskit plugin ``boxes``: the box regression loss ``bbox``.
-
-``bbox`` is the usual detection / visual-grounding box loss: a coordinate term (L1 or
-smooth L1) plus an IoU-family term (IoU, GIoU, DIoU or CIoU), each weighted, with
-DETR's normalisation by the number of boxes. ``preset: detr`` gives DETR's recipe
-(Carion et al. 2020, "End-to-End Object Detection with Transformers"): L1 weight 5 on
-normalised cxcywh boxes plus GIoU weight 2, summed over boxes and divided by
-``num_boxes``.
-"""
+"""``bbox``: weighted L1 / smooth-L1 plus an IoU-family box loss (torchvision.ops formulas; DETR's normalisation)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import Tensor
 
 import losskit
+from losskit.checks import compute_dtype
 from losskit.loss import reduce
-from losskit_plugins.boxes_inputs import (
+from losskit_plugins.boxes.config import BoxLossConfig
+from losskit_plugins.boxes.inputs import (
     BoxFormat,
-    Degenerate,
     check_boxes,
     check_num_boxes,
     cast_saturating,
     check_weights,
     clamp_degenerate,
-    compute_dtype,
     to_rows,
     validate_values,
 )
-from losskit_plugins.boxes_iou import box_iou_loss
+from losskit_plugins.boxes.iou import box_iou_loss
 
-__all__ = ["BoxLoss", "BoxLossConfig", "DETR_PRESET", "register_losses"]
-
-#: Field values of ``preset: detr``; fields given explicitly win over the preset.
-DETR_PRESET: Mapping[str, Any] = {
-    "box_format": "cxcywh",
-    "l1_weight": 5.0,
-    "smooth_l1_beta": 0.0,
-    "iou_loss": "giou",
-    "iou_weight": 2.0,
-}
-
-
-class BoxLossConfig(losskit.LossConfig):
-    """Configuration of :class:`BoxLoss` (``bbox``)."""
-
-    preset: Literal["detr"] | None = Field(
-        None,
-        description="Fill unset fields from a recipe: 'detr' = cxcywh, l1_weight 5, smooth_l1_beta 0, "
-        "iou_loss giou, iou_weight 2. Fields given explicitly override the preset.",
-    )
-    box_format: BoxFormat = Field(
-        "xyxy",
-        description="Layout of pred and target: 'xyxy' (corners), 'xywh' (corner + size) or 'cxcywh' "
-        "(centre + size). The L1 term is taken in this format; IoU terms after conversion to xyxy.",
-    )
-    l1_weight: float = Field(1.0, ge=0.0, le=1e4, description="Weight of the coordinate (L1 / smooth L1) term; 0 disables it.")
-    smooth_l1_beta: float = Field(
-        0.0, ge=0.0, le=1e4, description="Smooth-L1 transition point (as torch.nn.functional.smooth_l1_loss); 0 = plain L1."
-    )
-    iou_loss: Literal["none", "iou", "giou", "diou", "ciou"] = Field(
-        "giou", description="IoU-family term: 1-IoU, GIoU, DIoU or CIoU (torchvision.ops formulas), or 'none'."
-    )
-    iou_weight: float = Field(1.0, ge=0.0, le=1e4, description="Weight of the IoU-family term; 0 disables it.")
-    eps: float = Field(
-        1e-7,
-        gt=0.0,
-        le=1.0,
-        description="Added to every IoU-family denominator, as torchvision's eps (default 1e-7; keep it far "
-        "below the box areas).",
-    )
-    degenerate: Degenerate = Field(
-        "raise",
-        description="Boxes with x2 < x1 or y2 < y1 after conversion to xyxy: 'raise' a ValueError naming the "
-        "first index, or 'clamp' each inverted side to zero length at its centre.",
-    )
-    check_finite: bool = Field(
-        True,
-        description="Raise on NaN/inf coordinates or weights (one device sync per call; 'raise' needs one anyway).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("preset") == "detr":
-            return {**DETR_PRESET, **data}
-        return data
-
-    @model_validator(mode="after")
-    def _some_term(self) -> BoxLossConfig:
-        if self.l1_weight == 0 and (self.iou_loss == "none" or self.iou_weight == 0):
-            raise ValueError("every term is off: set l1_weight > 0, or iou_loss with iou_weight > 0")
-        return self
+__all__ = ["BoxLoss"]
 
 
 class BoxLoss(losskit.Loss[BoxLossConfig]):
@@ -220,53 +147,3 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         if not raising:
             p_rows, t_rows = clamp_degenerate(p_rows), clamp_degenerate(t_rows)
         return p, t, p_rows, t_rows, cast_saturating(weights, dtype) if weights is not None else None
-
-
-def example_inputs(
-    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
-) -> losskit.Inputs:
-    """``pred [N, 4]`` (differentiated) and ``target [N, 4]``: overlapping, valid boxes.
-
-    Corners lie in [0, 1] with sides in [0.05, 0.55] (well away from zero, so
-    fp16 rounding keeps them valid and gradcheck steps stay smooth). All four numbers
-    are positive, so the same tensors are valid boxes in every ``box_format``.
-    """
-    n = size["N"]
-
-    def draw() -> Tensor:
-        xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 0.45
-        wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 0.5 + 0.05
-        return torch.cat((xy, xy + wh), 1)  # [N, 4] xyxy
-
-    pred = draw().to(dtype=dtype, device=device).requires_grad_(True)
-    target = draw().to(dtype=dtype, device=device)
-    return losskit.Inputs((pred, target), {})
-
-
-def _torchvision_giou(pred: Tensor, target: Tensor) -> Tensor:
-    """torchvision's GIoU loss, mean over boxes: matches ``bbox`` with ``l1_weight: 0`` (xyxy)."""
-    from torchvision.ops import generalized_box_iou_loss
-
-    return generalized_box_iou_loss(pred, target, reduction="mean")
-
-
-def _torchvision_giou_l1(pred: Tensor, target: Tensor) -> Tensor:
-    """torchvision's GIoU loss + L1 summed over coordinates, mean over boxes: matches the default config."""
-    from torchvision.ops import generalized_box_iou_loss
-
-    n = max(pred.shape[0], 1)
-    return (generalized_box_iou_loss(pred, target, reduction="sum") + F.l1_loss(pred, target, reduction="sum")) / n
-
-
-@losskit.hookimpl
-def register_losses(register: Any) -> None:
-    """Register ``bbox``."""
-    register(
-        "bbox",
-        BoxLoss,
-        config=BoxLossConfig,
-        example_inputs=example_inputs,
-        sizes={"tiny": {"N": 5}, "small": {"N": 10_000}, "medium": {"N": 100_000}, "large": {"N": 1_000_000}},
-        baselines={"torchvision_giou_l1": _torchvision_giou_l1, "torchvision_giou": _torchvision_giou},
-    )
-

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from losskit.checks import check_float, check_index, check_same_device
 
-from losskit_plugins.tokens_kernels import Targets
+from losskit_plugins.tokens.kernels import Targets
 
 __all__ = ["FlatLabels", "check_num_items", "flat_labels", "flat_rows"]
 

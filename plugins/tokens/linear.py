@@ -27,12 +27,12 @@ import torch
 from torch import Tensor
 
 import losskit
-from losskit.checks import check_float, check_size
+from losskit.checks import check_float, check_size, compute_dtype
 
-from losskit_plugins.tokens_config import LinearTokenCEConfig
-from losskit_plugins.tokens_inputs import check_num_items, flat_labels, flat_rows
-from losskit_plugins.tokens_kernels import LINEAR_CHUNK_ELEMENTS, RowStats, Targets, chunk_stats, compute_dtype, logit_grad_, rows_per_chunk
-from losskit_plugins.tokens_output import check_reduction, divisor, metrics, token_output
+from losskit_plugins.tokens.config import LinearTokenCEConfig
+from losskit_plugins.tokens.inputs import check_num_items, flat_labels, flat_rows
+from losskit_plugins.tokens.kernels import LINEAR_CHUNK_ELEMENTS, RowStats, Targets, chunk_stats, logit_grad_, rows_per_chunk
+from losskit_plugins.tokens.output import check_reduction, divisor, metrics, token_output
 
 __all__ = ["LinearTokenCELoss"]
 

@@ -15,18 +15,18 @@ import torch
 from torch import Tensor
 
 import losskit
+from losskit.checks import compute_dtype
 
-from losskit_plugins.tokens_config import TokenCEConfig
-from losskit_plugins.tokens_inputs import check_num_items, flat_labels, flat_rows
-from losskit_plugins.tokens_kernels import (
+from losskit_plugins.tokens.config import TokenCEConfig
+from losskit_plugins.tokens.inputs import check_num_items, flat_labels, flat_rows
+from losskit_plugins.tokens.kernels import (
     Targets,
     chunk_stats_readonly,
-    compute_dtype,
     logit_grad_,
     rows_per_chunk,
     softmax_into,
 )
-from losskit_plugins.tokens_output import check_reduction, token_output
+from losskit_plugins.tokens.output import check_reduction, token_output
 
 __all__ = ["TokenCELoss", "token_rows"]
 

@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from losskit_plugins.mixture_config import MixtureConfig
+from losskit_plugins.mixture.config import MixtureConfig
 
 __all__ = ["Combined", "DWAWeighting", "GradNormWeighting", "StaticWeighting", "UncertaintyWeighting", "make_weighting"]
 

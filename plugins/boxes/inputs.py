@@ -23,7 +23,6 @@ __all__ = [
     "WIDE_ABOVE",
     "cast_saturating",
     "clamp_degenerate",
-    "compute_dtype",
     "to_rows",
     "validate_values",
 ]
@@ -61,10 +60,6 @@ def cast_saturating(t: Tensor, dtype: torch.dtype) -> Tensor:
     """
     return t if t.dtype == dtype else _SaturatingCast.apply(t, dtype)
 
-
-def compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (fp16/bf16 are computed in fp32)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def check_boxes(pred: object, target: object) -> tuple[Tensor, Tensor]:

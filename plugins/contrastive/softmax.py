@@ -2,7 +2,7 @@
 
 :func:`softmax_directions` scores ``a -> b`` and/or ``b -> a`` for a :class:`Layout`
 and returns per-sample losses. It uses the fast exact engine
-(:mod:`contrastive_engine`, dense or tiled) whenever it can, and the plain-autograd
+(:mod:`losskit_plugins.contrastive.engine`, dense or tiled) whenever it can, and the plain-autograd
 dense path :func:`multi_positive_loss` when an option needs it: hard-negative
 reweighting (Robinson et al. 2021), debiasing (Chuang et al. 2020), per-query
 explicit negatives ``[N, M, D]`` or no in-batch negatives.
@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losskit_plugins.contrastive_common import Layout, accuracy, mean_logits
-from losskit_plugins.contrastive_config import _SoftmaxConfig
-from losskit_plugins.contrastive_engine import EngineOptions, pairwise_loss, softplus
-from losskit_plugins.contrastive_pairs import Pairs
+from losskit_plugins.contrastive.layout import Layout
+from losskit_plugins.contrastive.metrics import accuracy, mean_logits
+from losskit_plugins.contrastive.config import _SoftmaxConfig
+from losskit_plugins.contrastive.engine import EngineOptions, pairwise_loss, softplus
+from losskit_plugins.contrastive.pairs import Pairs
 
 __all__ = ["Scored", "masked_logsumexp", "multi_positive_loss", "softmax_directions"]
 

@@ -25,7 +25,6 @@ __all__ = [
     "Targets",
     "chunk_stats",
     "chunk_stats_readonly",
-    "compute_dtype",
     "logit_grad_",
     "rows_per_chunk",
     "softmax_into",
@@ -59,14 +58,6 @@ class RowStats(NamedTuple):
     correct: Tensor  # bool: the target's logit is the row's maximum, on a supervised row
     sum_exp: Tensor  # sum_j exp(z_ij - max_j z_ij)
 
-
-def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """fp32, or fp64 when an input is fp64 (fp16/bf16 are computed in fp32)."""
-    dtype = torch.float32
-    for t in tensors:
-        if t is not None:
-            dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
 
 
 def rows_per_chunk(

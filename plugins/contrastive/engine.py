@@ -6,7 +6,7 @@ features ``y [C, D]``, a logit scale ``t`` and bias ``b``, the logits
 the dense path) and reduces them to per-row / per-column statistics. Two kernels:
 
 ``softmax`` (``clip``, ``infonce``): per row ``i`` with positives ``P_i`` and negatives
-``N_i`` (see :mod:`contrastive_pairs`) and label smoothing ``eps``::
+``N_i`` (see :mod:`losskit_plugins.contrastive.pairs`) and label smoothing ``eps``::
 
     L_i = (1 - eps) * mean_{p in P_i} -log( e^{s_ip} / (e^{s_ip} + sum_{n in N_i} e^{s_in}) )
           + eps * ( logsumexp_j s_ij - mean_j s_ij )
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from losskit_plugins.contrastive_pairs import Pairs
+from losskit_plugins.contrastive.pairs import Pairs
 
 __all__ = ["EngineOptions", "EngineResult", "pairwise_loss", "softplus"]
 

@@ -1,7 +1,7 @@
 """IoU-family losses of paired xyxy boxes: IoU, GIoU, DIoU and CIoU.
 
 Boxes come as coordinate rows, ``[4, N]`` (rows x1, y1, x2, y2; see
-:func:`losskit_plugins.boxes_inputs.to_rows`): every elementwise pass then runs over
+:func:`losskit_plugins.boxes.inputs.to_rows`): every elementwise pass then runs over
 contiguous memory. Values follow torchvision.ops (``generalized_box_iou_loss``,
 ``distance_box_iou_loss``, ``complete_box_iou_loss``) operation for operation, and the
 fused backward repeats autograd's arithmetic on torchvision's graph, so valid boxes

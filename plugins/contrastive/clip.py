@@ -6,14 +6,15 @@ from torch import Tensor
 
 import losskit
 from losskit.loss import reduce
-from losskit_plugins.contrastive_common import ContrastiveLoss, layout
-from losskit_plugins.contrastive_config import ClipConfig
-from losskit_plugins.contrastive_softmax import softmax_directions
+from losskit_plugins.contrastive.base import PairContrastiveLoss
+from losskit_plugins.contrastive.layout import layout
+from losskit_plugins.contrastive.config import ClipConfig
+from losskit_plugins.contrastive.softmax import softmax_directions
 
 __all__ = ["ClipLoss"]
 
 
-class ClipLoss(ContrastiveLoss[ClipConfig]):
+class ClipLoss(PairContrastiveLoss[ClipConfig]):
     """Symmetric image-text softmax contrastive loss (CLIP).
 
     Call: ``loss(image_features [B, D], text_features [B, D], *, group_ids=None [B])``.
@@ -25,19 +26,13 @@ class ClipLoss(ContrastiveLoss[ClipConfig]):
     ``reduction="none"`` gives ``[B]``: sample ``i``'s image row and text row averaged.
 
     ``group_ids``: samples sharing an id are each other's positives and never each
-    other's negatives. Each positive is scored against the negatives only,
-    ``-log(e^{s_ip} / (e^{s_ip} + sum_n e^{s_in}))``, and a row's loss is the mean over
-    its positives. We use this form rather than the SupCon "L_out" soft-target
-    cross-entropy (``logsumexp`` over positives *and* negatives) because there the
-    other positives sit in the denominator and get pushed down once they exceed
-    ``1/|P|`` of the softmax, i.e. they act as negatives; here the gradient always
-    pulls every positive up. With one positive per row both equal the usual
-    cross-entropy. A batch of one sample (or a row whose whole batch shares its id)
-    has no negative and gives loss 0.
+    other's negatives; each positive is scored against the negatives only and a row's
+    loss is the mean over its positives (why not SupCon's form: docs/contrastive.md).
+    A row without a negative gives loss 0.
 
     Hard negatives (``hard_negative_beta``, Robinson et al. 2021) and debiasing
     (``debias_tau_plus``, Chuang et al. 2020) reweight the negatives in log space (see
-    :mod:`losskit_plugins.contrastive_softmax`). ``chunk_size`` selects the exact
+    :mod:`losskit_plugins.contrastive.softmax`). ``chunk_size`` selects the exact
     tiled path; ``distributed``/``local_loss`` the multi-process layout (docs/scaling.md).
 
     Parameters: ``log_logit_scale`` (when ``learnable_temperature``; init
@@ -51,11 +46,10 @@ class ClipLoss(ContrastiveLoss[ClipConfig]):
 
     config_class = ClipConfig
 
-    def _run(  # type: ignore[override]
-        self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None, metrics: bool
+    def _score(
+        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool
     ) -> losskit.LossOutput:
         cfg = self.config
-        a, b, groups, scale, bias = self._pair_inputs(image_features, text_features, group_ids)
         ab, ba = layout(a, b, groups, gather=self.gathering(), local_loss=cfg.local_loss)
         scored = softmax_directions(
             ab, ba, scale, bias, cfg,

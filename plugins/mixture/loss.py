@@ -1,24 +1,7 @@
-"""Bundled losskit plugin ``mixture``: a weighted sum of any registered losses.
-
-::
-
-    mixture = losskit.build({
-        "name": "mixture",
-        "terms": {
-            "focal": {"name": "focal", "gamma": 2.0},
-            "aux": {"name": "focal", "gamma": 0.0},
-        },
-        "weights": {"aux": 0.5},
-        "weighting": "static",          # or uncertainty | dwa | gradnorm
-    })
-    total = mixture(focal={"logits": x, "targets": y}, aux=(x2, y2))
-
-See ``docs/mixtures.md`` and :mod:`losskit_plugins.mixture_weighting` for the formulas.
-"""
+"""``mixture``: a weighted sum of registered losses (static, uncertainty, DWA or GradNorm weights)."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -29,10 +12,10 @@ from torch import Tensor, nn
 import losskit
 from losskit.checks import to_float32
 from losskit.registry import default_registry
-from losskit_plugins.mixture_config import DEFAULT_TERMS, MixtureConfig
-from losskit_plugins.mixture_weighting import GradNormWeighting, UncertaintyWeighting, make_weighting
+from losskit_plugins.mixture.config import MixtureConfig
+from losskit_plugins.mixture.weighting import GradNormWeighting, UncertaintyWeighting, make_weighting
 
-__all__ = ["MixtureConfig", "MixtureLoss", "register_losses"]
+__all__ = ["MixtureLoss"]
 
 
 class MixtureLoss(losskit.Loss[MixtureConfig]):
@@ -197,64 +180,3 @@ def _call(name: str, term: losskit.Loss, inputs: Any, metrics: bool) -> losskit.
     if out.loss.dim() != 0:
         raise ValueError(f"{name}: the term returned a loss of shape {tuple(out.loss.shape)}, expected a scalar")
     return out
-
-
-def example_inputs(
-    size: Mapping[str, int], *, dtype: torch.dtype, device: torch.device, generator: torch.Generator
-) -> losskit.Inputs:
-    """Inputs of the default mixture: ``{term: losskit.Inputs}`` from each term's own factory.
-
-    ``size`` holds ``"<term>.<dim>"`` entries (e.g. ``"itc.B"``); each term's loss draws
-    its inputs with its registered ``example_inputs`` at the ``<dim>`` sizes.
-    """
-    per_term: dict[str, dict[str, int]] = {}
-    for key, n in size.items():
-        term, dim = key.split(".", 1)
-        per_term.setdefault(term, {})[dim] = n
-    inputs = {}
-    for term, dims in per_term.items():
-        factory = losskit.get_spec(DEFAULT_TERMS[term]["name"]).example_inputs
-        if factory is None:
-            raise losskit.errors.LosskitError(f"{term}: loss {DEFAULT_TERMS[term]['name']!r} declares no example_inputs")
-        inputs[term] = factory(dims, dtype=dtype, device=device, generator=generator)
-    return losskit.Inputs((inputs,), {})
-
-
-#: per default term, its dims at each bench/conformance size (clip [B, D], token_ce [B, T, V], bbox [N])
-_TERM_SIZES = {
-    "itc": {"tiny": {"B": 4, "D": 3}, "small": {"B": 256, "D": 128},
-            "medium": {"B": 1024, "D": 256}, "large": {"B": 4096, "D": 512}},
-    "lm": {"tiny": {"B": 2, "T": 4, "V": 5}, "small": {"B": 4, "T": 128, "V": 4096},
-           "medium": {"B": 2, "T": 512, "V": 32000}, "large": {"B": 1, "T": 2048, "V": 32000}},
-    "box": {"tiny": {"N": 5}, "small": {"N": 256}, "medium": {"N": 1024}, "large": {"N": 4096}},
-}
-SIZES = {
-    preset: {f"{term}.{dim}": n for term in DEFAULT_TERMS for dim, n in _TERM_SIZES[term][preset].items()}
-    for preset in ("tiny", "small", "medium", "large")
-}
-
-
-def terms_by_hand(inputs: Mapping[str, losskit.Inputs]) -> Tensor:
-    """Baseline for ``losskit bench``: the default terms called directly and summed (no mixture)."""
-    terms = _default_terms()
-    return torch.stack([terms[name](*inputs[name].args, **inputs[name].kwargs) for name in DEFAULT_TERMS]).sum()
-
-
-@functools.cache
-def _default_terms() -> dict[str, losskit.Loss]:
-    return {name: losskit.build(spec) for name, spec in DEFAULT_TERMS.items()}
-
-
-@losskit.hookimpl
-def register_losses(register):
-    """Register ``mixture``."""
-    register(
-        "mixture",
-        MixtureLoss,
-        config=MixtureConfig,
-        example_inputs=example_inputs,
-        sizes=SIZES,
-        baselines={"terms_by_hand": terms_by_hand},
-        throughput_keys=("itc.B",),
-        throughput_unit="image-text pairs",
-    )

@@ -15,8 +15,8 @@ from torch import Tensor
 import losskit
 from losskit.config import Reduction
 
-from losskit_plugins.tokens_inputs import FlatLabels
-from losskit_plugins.tokens_kernels import Targets
+from losskit_plugins.tokens.inputs import FlatLabels
+from losskit_plugins.tokens.kernels import Targets
 
 __all__ = ["check_reduction", "divisor", "metrics", "token_output"]
 

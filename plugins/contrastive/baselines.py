@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losskit_plugins.matmul_floor import three_matmul_floor
+from losskit.bench.floors import three_matmul_floor
 
 __all__ = [
     "dense_ce_clip",

@@ -1,0 +1,111 @@
+"""The base class of the contrastive losses: the learnable temperature (logit scale) and bias."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+import losskit
+from losskit import distributed as dist
+from losskit.checks import compute_dtype
+from losskit_plugins.contrastive.checks import check_features, check_group_ids, no_autocast, prepare
+from losskit_plugins.contrastive.config import ContrastiveConfig
+
+__all__ = ["ContrastiveLoss", "PairContrastiveLoss"]
+
+C = TypeVar("C", bound=ContrastiveConfig)
+
+
+class ContrastiveLoss(losskit.Loss[C], Generic[C]):
+    """Base of the contrastive losses: holds the logit scale (and bias) and gathers.
+
+    ``log_logit_scale`` (``nn.Parameter``, init ``log(1/temperature)``) exists when
+    ``learnable_temperature``; ``logit_scale = exp(log_logit_scale)`` clamped to
+    ``max_logit_scale`` in forward (CLIP). Otherwise ``1/config.temperature`` (also
+    clamped) is read at every call, so a :class:`losskit.Curriculum` can schedule it.
+    The bias, where a loss has one, is an ``nn.Parameter`` ``logit_bias`` when
+    ``learnable_bias``, else read from ``config.logit_bias``.
+    """
+
+    def __init__(self, config: C | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.log_logit_scale: nn.Parameter | None
+        self.logit_bias: nn.Parameter | None
+        if cfg.learnable_temperature:
+            self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
+        else:
+            self.register_parameter("log_logit_scale", None)
+        bias = getattr(cfg, "logit_bias", None)
+        if bias is not None and getattr(cfg, "learnable_bias", False):
+            self.logit_bias = nn.Parameter(torch.tensor(float(bias)))
+        else:
+            self.register_parameter("logit_bias", None)
+
+    def _pair_inputs(self, image_features: Any, text_features: Any, group_ids: Any) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+        """Check and prepare ``(image [B, D], text [B, D], group_ids [B])``; return them
+        with the current scale and bias in the compute dtype."""
+        img, txt = check_features(image_features, text_features, "image_features", "text_features")
+        groups = check_group_ids(group_ids, img.shape[0], img.device)
+        dtype = compute_dtype(img, txt)
+        a, b = prepare(img, dtype), prepare(txt, dtype)
+        return a, b, groups, self.scale(dtype, a.device), self.bias(dtype, a.device)
+
+    def learnable_fields(self) -> dict[str, str]:
+        fields = {}
+        if self.log_logit_scale is not None:
+            fields["temperature"] = "log_logit_scale"
+        if self.logit_bias is not None:
+            fields["logit_bias"] = "logit_bias"
+        return fields
+
+    def scale(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Current clamped logit scale, a 0-d tensor (differentiable when learnable)."""
+        cfg = self.config
+        if self.log_logit_scale is not None:
+            return self.log_logit_scale.to(dtype).exp().clamp(max=cfg.max_logit_scale)
+        return torch.tensor(min(1.0 / cfg.temperature, cfg.max_logit_scale), dtype=dtype, device=device)
+
+    def bias(self, dtype: torch.dtype, device: torch.device) -> Tensor | None:
+        """Current logit bias (0-d) or None when the loss has none."""
+        if self.logit_bias is not None:
+            return self.logit_bias.to(dtype)
+        value = getattr(self.config, "logit_bias", None)
+        return None if value is None else torch.tensor(float(value), dtype=dtype, device=device)
+
+    def gathering(self) -> bool:
+        """Whether this call gathers features across processes (``config.distributed``)."""
+        return dist.use_gather(self.config.distributed)
+
+    def scale_metrics(self, scale: Tensor, bias: Tensor | None) -> dict[str, Tensor]:
+        out = {"logit_scale": scale, "temperature": 1.0 / scale}
+        if bias is not None:
+            out["logit_bias"] = bias
+        return out
+
+
+class PairContrastiveLoss(ContrastiveLoss[C], Generic[C]):
+    """Base of the image-text pair losses (``clip``, ``siglip``): one call signature,
+    ``(image_features [B, D], text_features [B, D], *, group_ids=None [B])``; subclasses
+    implement :meth:`_score`."""
+
+    def compute(
+        self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None
+    ) -> losskit.LossOutput:
+        """The loss with its ``parts`` and ``metrics``."""
+        with no_autocast(image_features):
+            return self._score(*self._pair_inputs(image_features, text_features, group_ids), metrics=True)
+
+    def forward(self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None) -> Tensor:
+        """``compute(...).loss``, skipping the metrics' extra passes over the logits."""
+        with no_autocast(image_features):
+            return self._score(*self._pair_inputs(image_features, text_features, group_ids), metrics=False).loss
+
+    def _score(
+        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool
+    ) -> losskit.LossOutput:
+        """Score checked, compute-dtype features ``a``, ``b [B, D]`` at ``scale`` (and ``bias``)."""
+        raise NotImplementedError
