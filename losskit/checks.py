@@ -4,6 +4,13 @@ Each helper raises ``TypeError`` (wrong kind of value or dtype) or ``ValueError`
 (wrong shape or value) with a message that names the argument and what was
 expected, e.g. ``image_features: expected a 2-D float tensor [B, D], got shape (4,)``.
 
+The input policy of every bundled loss (docs/troubleshooting.md, "Input policy"):
+checks of shape, dtype and device always run (they need no data); checks that read the
+data (finite values, index ranges) follow the loss's ``check_inputs`` field
+(:data:`CheckInputs`): ``"auto"`` runs them on CPU tensors, where reading the data is
+free, and skips them elsewhere, so a CUDA step never waits on the host; ``"always"`` runs
+them everywhere (one host synchronisation per call on CUDA); ``"never"`` skips them.
+
 The numeric policy of every bundled loss is :func:`compute_dtype`: float64 inputs are
 computed in float64, everything else (fp16, bf16, fp32) in float32.
 """
@@ -11,12 +18,18 @@ computed in float64, everything else (fp16, bf16, fp32) in float32.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 __all__ = [
+    "CheckInputs",
+    "InputChecks",
+    "check_finite",
     "check_float",
+    "value_checks_enabled",
     "compute_dtype",
     "check_index",
     "check_same_device",
@@ -113,3 +126,40 @@ def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """The dtype a loss computes in: ``float64`` if any given tensor is float64, else
     ``float32`` (fp16/bf16/fp32 inputs are all computed in fp32). ``None`` entries are skipped."""
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+#: When a loss runs the checks that read its inputs' values (see the module docstring).
+InputChecks = Literal["auto", "always", "never"]
+
+#: The ``check_inputs`` config field every bundled loss declares: ``check_inputs: CheckInputs = "auto"``.
+CheckInputs = Annotated[
+    InputChecks,
+    Field(
+        description="Checks that read the input values (NaN/inf, index ranges): 'auto' runs them on CPU "
+        "tensors and skips them on CUDA (no host synchronisation), 'always' runs them everywhere (one host "
+        "sync per call on CUDA), 'never' skips them.",
+    ),
+]
+
+
+def value_checks_enabled(mode: InputChecks, device: torch.device) -> bool:
+    """Whether checks that read tensor values run for inputs on ``device`` under ``mode``.
+
+    ``"auto"`` means only on the CPU: on CUDA a check is a host synchronisation, and a
+    meta tensor has no values to read.
+    """
+    return mode == "always" or (mode == "auto" and device.type == "cpu")
+
+
+def check_finite(**tensors: Tensor | None) -> None:
+    """Raise ``ValueError`` naming the first argument holding NaN or inf, with the index
+    of its first such entry. One host synchronisation for all tensors (two on failure)."""
+    named = [(name, t) for name, t in tensors.items() if t is not None and t.is_floating_point() and t.numel()]
+    if not named:
+        return
+    bad = torch.stack([~torch.isfinite(t).all() for _, t in named]).tolist()
+    for (name, t), is_bad in zip(named, bad):
+        if is_bad:
+            where = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0].tolist())
+            value = t[where].item()
+            raise ValueError(f"{name}: expected finite values, got {value} at index {where} (shape {_shape(t)})")
