@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 import losskit
+from losskit.checks import CheckInputs
+from losskit.kernels import KernelField
 from losskit_plugins.boxes.inputs import BoxFormat, Degenerate
 
 __all__ = ["BoxLossConfig", "DETR_PRESET"]
@@ -53,12 +56,32 @@ class BoxLossConfig(losskit.LossConfig):
     degenerate: Degenerate = Field(
         "raise",
         description="Boxes with x2 < x1 or y2 < y1 after conversion to xyxy: 'raise' a ValueError naming the "
-        "first index, or 'clamp' each inverted side to zero length at its centre.",
+        "first index (a value check: it runs when check_inputs does, so not on CUDA under 'auto', where such "
+        "boxes are computed as given, as torchvision does), or 'clamp' each inverted side to zero length at "
+        "its centre (everywhere).",
     )
-    check_finite: bool = Field(
-        True,
-        description="Raise on NaN/inf coordinates or weights (one device sync per call; 'raise' needs one anyway).",
-    )
+    check_inputs: CheckInputs = "auto"
+    kernel: KernelField = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_finite_alias(cls, data: Any) -> Any:
+        """``check_finite`` (deprecated): ``true`` is ``check_inputs: always``, ``false`` is ``never``."""
+        if not isinstance(data, Mapping) or "check_finite" not in data:
+            return data
+        data = dict(data)
+        flag = data.pop("check_finite")
+        if not isinstance(flag, bool):
+            raise ValueError(f"check_finite: expected true or false (deprecated: use check_inputs), got {flag!r}")
+        mode = "always" if flag else "never"
+        if data.get("check_inputs", mode) != mode:
+            raise ValueError(f"check_finite={flag} contradicts check_inputs={data['check_inputs']!r}; set only check_inputs")
+        warnings.warn(
+            f"bbox: check_finite is deprecated; use check_inputs={mode!r} (or 'auto': checks on CPU, none on CUDA)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return {**data, "check_inputs": mode}
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 Every check raises ``TypeError``/``ValueError`` naming the argument, the expected
 shape or dtype and, for bad coordinates, the first offending box index. The value
-checks (finite coordinates, box order) are batched into one device synchronisation.
+checks (finite coordinates, box order) follow the loss's ``check_inputs`` (see
+:mod:`losskit.checks`) and are batched into one device synchronisation.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def validate_values(
         ordered: ``{name: (rows [4, N], original_format)}`` whose boxes must have
             ``x1 <= x2`` and ``y1 <= y2`` (the ``degenerate="raise"`` policy).
         wide: names in ``named`` whose magnitude is compared with :data:`WIDE_ABOVE`
-            (only when ``finite``: the same min/max pass).
+            (the same min/max pass).
 
     Returns:
         Whether some tensor named in ``wide`` holds a value beyond :data:`WIDE_ABOVE`.
@@ -148,16 +149,16 @@ def validate_values(
     ordered = ordered or {}
     bad: list[Tensor] = []
     large: list[Tensor] = []
-    if finite:
-        for name, t in named.items():
-            if t.numel() == 0:
-                continue
-            lo, hi = torch.aminmax(t.detach())
+    for name, t in named.items():
+        if t.numel() == 0 or not (finite or name in wide):
+            continue
+        lo, hi = torch.aminmax(t.detach())
+        if finite:
             bad.append(~(torch.isfinite(lo) & torch.isfinite(hi)))
-            if name in wide:
-                large.append(torch.maximum(-lo, hi) > WIDE_ABOVE)
+        if name in wide:
+            large.append(torch.maximum(-lo, hi) > WIDE_ABOVE)
     bad += [_unordered(rows.detach()).any() for rows, _ in ordered.values()]
-    if not bad:
+    if not bad and not large:
         return False
     flags = torch.stack(bad + large).tolist()  # the one synchronisation
     if any(flags[: len(bad)]):
