@@ -8,7 +8,7 @@
         "terms.itc.temperature": {"kind": "cosine", "start": 0.1, "end": 0.02, "steps": 10000},
     })
     for step, batch in enumerate(loader, start=resumed_step):
-        curriculum.step(step)            # sets the fields for this step
+        curriculum.step(step)            # sets the fields for this step (Python only: no tensor read)
         loss_value = loss(**batch)
 
 A path is dotted through the loss's config: a field (``"gamma"``), a field of a nested
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel
 
 from losskit.config import join_path
@@ -178,7 +179,17 @@ class Curriculum:
 
         Returns:
             path -> value set.
+
+        Raises:
+            TypeError: ``step`` is a tensor. The schedules are Python arithmetic; reading a
+                CUDA step counter back would make every call wait for the GPU, so pass the
+                Python int your loop already has.
         """
+        if isinstance(step, torch.Tensor):
+            raise TypeError(
+                f"step: expected a Python int (the global step), got a tensor on {step.device}; pass the loop's "
+                "int counter (reading a device tensor back would synchronise with the GPU)"
+            )
         if step is None:
             step = 0 if self.last_step is None else self.last_step + 1
         values = self.values(step)

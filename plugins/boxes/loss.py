@@ -176,7 +176,7 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
 
         ``checks``: run the value checks (``check_inputs``: finite values, and box order
         under ``degenerate="raise"``). On the CPU the coordinates' magnitude is read
-        either way (free there); elsewhere only with the checks.
+        unless ``check_inputs="never"`` (free there); elsewhere only with the checks.
 
         Returns ``(pred, target, pred_rows, target_rows, weights)``: the boxes ``[N, 4]``
         in ``box_format`` and as xyxy coordinate rows ``[4, N]``, in the compute dtype
@@ -198,7 +198,7 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
         def order() -> dict[str, tuple[Tensor, BoxFormat]] | None:
             return {"pred": (p_rows, cfg.box_format), "target": (t_rows, cfg.box_format)} if raising and checks else None
 
-        scan = checks or pred.device.type == "cpu"
+        scan = checks or (pred.device.type == "cpu" and cfg.check_inputs != "never")
         wide = validate_values(raw, finite=checks, ordered=order(), wide=("pred", "target") if scan else ())
         if wide and dtype == torch.float32:
             p, t, p_rows, t_rows = convert(torch.float64)

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 import losskit
+from losskit.checks import CheckInputs
 from losskit.errors import AmbiguousLossError, ConfigError, UnknownLossError
 from losskit.registry import default_registry
 
@@ -124,8 +125,14 @@ class MixtureConfig(losskit.LossConfig):
     gradnorm: GradNormOptions = Field(GradNormOptions(), description="Options of 'gradnorm'.")
     term_metrics: bool = Field(
         True,
-        description="Collect each term's own metrics (`compute`); false calls the terms' `forward`, which some "
-        "losses (e.g. clip) run without their metrics' extra work.",
+        description="Collect each term's own metrics in `compute` (calling the mixture, `forward`, never does); "
+        "false calls the terms' `forward`, which some losses (e.g. clip) run without their metrics' extra work.",
+    )
+    check_inputs: CheckInputs = Field(
+        "auto",
+        description="The mixture's own value check: a term loss that is NaN/inf raises, naming the term "
+        "('auto': on CPU tensors only, no host sync on CUDA; 'always'; 'never'). Each term checks its own "
+        "inputs by its own check_inputs.",
     )
 
     @field_validator("terms", mode="before")

@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 
 import losskit
-from losskit.checks import to_float32
+from losskit.checks import check_finite, to_float32, value_checks_enabled
 from losskit.registry import default_registry
 from losskit_plugins.mixture.config import MixtureConfig
+from losskit_plugins.mixture.terms import call_term
 from losskit_plugins.mixture.weighting import GradNormWeighting, UncertaintyWeighting, make_weighting
 
 __all__ = ["MixtureLoss"]
@@ -47,19 +48,31 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
     # ---------------------------------------------------------------- calling
     def compute(self, inputs: Mapping[str, Any] | None = None, /, **term_inputs: Any) -> losskit.LossOutput:
         """Evaluate every term on its inputs and combine them (see the class docstring)."""
+        return self._run(inputs, term_inputs, term_metrics=self.config.term_metrics, own_metrics=True)
+
+    def forward(self, inputs: Mapping[str, Any] | None = None, /, **term_inputs: Any) -> Tensor:
+        """The total only: the terms' ``forward`` (no metrics' extra passes), no weighting metrics."""
+        return self._run(inputs, term_inputs, term_metrics=False, own_metrics=False).loss
+
+    def _run(
+        self, inputs: Mapping[str, Any] | None, term_inputs: dict[str, Any], *, term_metrics: bool, own_metrics: bool
+    ) -> losskit.LossOutput:
         by_term = self._gather(inputs, term_inputs)
         self._check_unchanged()
-        names = list(self.terms)
-        outputs = {name: _call(name, self.terms[name], by_term[name], self.config.term_metrics) for name in names}
-        term_losses = [to_float32(outputs[name].loss) for name in names]
+        outputs = {name: call_term(name, term, by_term[name], term_metrics) for name, term in self.terms.items()}
+        term_losses = [to_float32(out.loss) for out in outputs.values()]
+        self._check_devices(term_losses)
         losses = torch.stack(term_losses)  # [T]
-        self._check_device(losses.device)
-        static = torch.tensor([self.config.weights[n] for n in names], dtype=losses.dtype, device=losses.device)
-        combined = self.weighting.combine(losses, static, term_losses)
+        if value_checks_enabled(self.config.check_inputs, losses.device):
+            check_finite(**{f"terms.{name}.loss": loss for name, loss in zip(outputs, term_losses)})
+        combined = self.weighting.combine(losses, term_losses)
+        parts = dict(zip(outputs, term_losses))
+        if not own_metrics:
+            return losskit.LossOutput(loss=combined.total, parts=parts)
         metrics = {**self.weighting.named_metrics("weight", combined.weights), **combined.metrics}
-        for name in names:
-            metrics.update({f"{name}/{key}": value for key, value in outputs[name].metrics.items()})
-        return losskit.LossOutput(loss=combined.total, parts=dict(zip(names, term_losses)), metrics=metrics)
+        for name, out in outputs.items():
+            metrics.update({f"{name}/{key}": value for key, value in out.metrics.items()})
+        return losskit.LossOutput(loss=combined.total, parts=parts, metrics=metrics)
 
     def _gather(self, inputs: Mapping[str, Any] | None, term_inputs: dict[str, Any]) -> dict[str, Any]:
         if inputs is not None:
@@ -79,7 +92,13 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
             raise TypeError(f"mixture: {'; '.join(problems)}; expected exactly the terms {list(self.terms)}")
         return term_inputs
 
-    def _check_device(self, device: torch.device) -> None:
+    def _check_devices(self, term_losses: list[Tensor]) -> None:
+        """All term losses, and the weighting's state, on one device (metadata only: no sync)."""
+        names = list(self.terms)
+        device = term_losses[0].device
+        if any(loss.device != device for loss in term_losses):
+            listing = ", ".join(f"terms.{name} on {loss.device}" for name, loss in zip(names, term_losses))
+            raise ValueError(f"mixture: the terms' losses must be on one device, got {listing}")
         state = next(itertools.chain(self.weighting.parameters(), self.weighting.buffers()), None)
         if state is not None and state.device != device:
             raise ValueError(
@@ -162,21 +181,3 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
             for path, setter in term.curriculum_setters().items()
         }
 
-
-def _call(name: str, term: losskit.Loss, inputs: Any, metrics: bool) -> losskit.LossOutput:
-    """Run one term on its inputs: ``compute`` (with its metrics) or ``forward``."""
-    if isinstance(inputs, losskit.Inputs):
-        args, kwargs = tuple(inputs.args), dict(inputs.kwargs)
-    elif isinstance(inputs, Mapping):
-        args, kwargs = (), dict(inputs)
-    elif isinstance(inputs, (tuple, list)):
-        args, kwargs = tuple(inputs), {}
-    else:
-        raise TypeError(
-            f"{name}: expected the term's inputs as a dict of keyword inputs, a tuple of positional inputs "
-            f"or losskit.Inputs, got {type(inputs).__name__}"
-        )
-    out = term.compute(*args, **kwargs) if metrics else losskit.LossOutput(loss=term(*args, **kwargs))
-    if out.loss.dim() != 0:
-        raise ValueError(f"{name}: the term returned a loss of shape {tuple(out.loss.shape)}, expected a scalar")
-    return out

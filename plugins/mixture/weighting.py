@@ -1,8 +1,10 @@
 """Weightings of the ``mixture`` loss: how the term losses ``L [T]`` become one total.
 
-Every weighting gets the term losses (scalars, stacked to ``[T]``) and the static
-weights ``w [T]`` of the config, and returns the total, the effective weight of each
-term (the factor in front of ``L_i``, detached) and diagnostics.
+Every weighting gets the term losses (scalars, stacked to ``[T]``), reads the static
+weights ``w [T]`` from the config, and returns the total, the effective weight of each
+term (the factor in front of ``L_i``, detached) and diagnostics. No weighting reads a
+tensor back to the host: the config's numbers reach the device as a cached vector,
+copied again (asynchronously, from pinned memory on CUDA) only when they change.
 
 - ``static``: ``sum_i w_i L_i``.
 - ``uncertainty`` (Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to
@@ -52,6 +54,15 @@ class Combined:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
+def device_vector(values: tuple[float, ...], like: Tensor) -> Tensor:
+    """``values`` as a ``[len(values)]`` tensor with ``like``'s dtype and device, without a host sync:
+    on CUDA the copy leaves pinned memory asynchronously (a pageable copy would wait for the GPU)."""
+    host = torch.tensor(values, dtype=like.dtype)
+    if like.device.type == "cuda":
+        return host.pin_memory().to(like.device, non_blocking=True)
+    return host.to(like.device)
+
+
 class StaticWeighting(nn.Module):
     """``sum_i w_i L_i`` with the config's static weights."""
 
@@ -59,10 +70,23 @@ class StaticWeighting(nn.Module):
         super().__init__()
         self.config = config
         self.names = list(config.terms)
+        self._cache: tuple[tuple[Any, ...], Tensor] | None = None
 
-    def combine(self, losses: Tensor, static: Tensor, term_losses: Sequence[Tensor]) -> Combined:
-        """``losses [T]``, ``static [T]``; ``term_losses`` are the T scalars stacked in ``losses``."""
-        return Combined((static * losses).sum(), static.detach())
+    def cached_vector(self, values: tuple[float, ...], like: Tensor) -> Tensor:
+        """:func:`device_vector` of ``values``, rebuilt only when the values, dtype or device change."""
+        key = (values, like.dtype, like.device)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, device_vector(values, like))
+        return self._cache[1]
+
+    def static_weights(self, like: Tensor) -> Tensor:
+        """The config's ``weights`` ``[T]`` on ``like``'s device."""
+        return self.cached_vector(tuple(self.config.weights[n] for n in self.names), like)
+
+    def combine(self, losses: Tensor, term_losses: Sequence[Tensor]) -> Combined:
+        """``losses [T]``; ``term_losses`` are the T scalars stacked in ``losses``."""
+        static = self.static_weights(losses)
+        return Combined((static * losses).sum(), static)
 
     def named_metrics(self, prefix: str, values: Tensor) -> dict[str, Tensor]:
         """``{prefix/<term>: values[i]}`` for a ``[T]`` tensor."""
@@ -78,13 +102,15 @@ class UncertaintyWeighting(StaticWeighting):
             {name: nn.Parameter(torch.tensor(config.term_options[name].init_log_var)) for name in self.names}
         )
 
-    def combine(self, losses: Tensor, static: Tensor, term_losses: Sequence[Tensor]) -> Combined:
+    def combine(self, losses: Tensor, term_losses: Sequence[Tensor]) -> Combined:
         s = torch.stack([self.log_vars[name] for name in self.names]).to(losses.dtype)  # [T]
         if self.config.uncertainty.clamp is not None:
             s = s.clamp(*self.config.uncertainty.clamp)
-        factor = [0.5 if self.config.term_options[n].task == "regression" else 1.0 for n in self.names]
-        scale = static * torch.tensor(factor, dtype=losses.dtype, device=losses.device) * torch.exp(-s)  # [T]
-        total = (scale * losses).sum() + (static * 0.5 * s).sum()
+        weights = [self.config.weights[n] for n in self.names]
+        factor = [w * (0.5 if self.config.term_options[n].task == "regression" else 1.0) for w, n in zip(weights, self.names)]
+        coefficients = self.cached_vector((*factor, *(0.5 * w for w in weights)), losses).view(2, -1)  # [2, T]
+        scale = coefficients[0] * torch.exp(-s)  # [T]: w_i c_i exp(-s_i)
+        total = (scale * losses).sum() + (coefficients[1] * s).sum()
         return Combined(total, scale.detach(), self.named_metrics("log_var", s))
 
 
@@ -106,11 +132,11 @@ class DWAWeighting(StaticWeighting):
         ratio = self.window_means[1] / self.window_means[0].clamp_min(torch.finfo(torch.float64).tiny)  # [T]
         return len(self.names) * torch.softmax(ratio / self.config.dwa.temperature, dim=0)
 
-    def combine(self, losses: Tensor, static: Tensor, term_losses: Sequence[Tensor]) -> Combined:
+    def combine(self, losses: Tensor, term_losses: Sequence[Tensor]) -> Combined:
         lam = self.dwa_weights().to(losses)  # [T]
         if self.training:
             self._record(losses.detach())
-        weights = static * lam
+        weights = self.static_weights(losses) * lam
         return Combined((weights * losses).sum(), weights.detach(), self.named_metrics("dwa_lambda", lam))
 
     @torch.no_grad()
@@ -158,7 +184,7 @@ class GradNormWeighting(StaticWeighting):
         w = self.weights.detach().clamp_min(self.config.gradnorm.min_weight)
         return w * (len(self.names) / w.sum())
 
-    def combine(self, losses: Tensor, static: Tensor, term_losses: Sequence[Tensor]) -> Combined:
+    def combine(self, losses: Tensor, term_losses: Sequence[Tensor]) -> Combined:
         train = self.training and torch.is_grad_enabled()
         if train:
             with torch.no_grad():

@@ -40,8 +40,41 @@ def test_non_finite_coordinates_name_the_box(bad: float, which: str) -> None:
 def test_non_finite_check_can_be_turned_off() -> None:
     pred = BOXES.clone()
     pred[0, 0] = float("nan")
-    value = losskit.build("bbox", check_finite=False, degenerate="clamp")(pred, BOXES)
+    value = losskit.build("bbox", check_inputs="never", degenerate="clamp")(pred, BOXES)
     assert torch.isnan(value)  # the user asked for no check
+
+
+@pytest.mark.parametrize(("flag", "mode"), [(True, "always"), (False, "never")])
+def test_check_finite_is_a_deprecated_alias_of_check_inputs(flag: bool, mode: str) -> None:
+    with pytest.warns(DeprecationWarning, match=rf"check_finite is deprecated; use check_inputs='{mode}'"):
+        loss = losskit.build("bbox", check_finite=flag)
+    assert loss.config.check_inputs == mode
+    pred = BOXES.clone()
+    pred[1, 2] = float("inf")
+    if flag:
+        with pytest.raises(ValueError, match=r"pred: expected finite values"):
+            loss(pred, BOXES)
+    else:
+        assert not torch.isfinite(loss(pred, BOXES))
+
+
+def test_check_finite_contradicting_check_inputs_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"check_finite=False contradicts check_inputs='always'"):
+        losskit.build("bbox", check_finite=False, check_inputs="always")
+
+
+def test_meta_tensors_run_without_reading_values() -> None:
+    """Under check_inputs auto, a non-CPU device reads no value (no host sync on CUDA); meta has none."""
+    pred = torch.empty(7, 4, device="meta", requires_grad=True)
+    out = losskit.build("bbox", iou_loss="ciou", smooth_l1_beta=0.1).compute(pred, torch.empty(7, 4, device="meta"))
+    assert out.loss.device.type == "meta" and out.loss.shape == ()
+    out.loss.backward()
+    assert pred.grad.shape == (7, 4)
+
+
+def test_inputs_on_different_devices_name_both() -> None:
+    with pytest.raises(ValueError, match=r"inputs must be on one device, got pred on cpu, target on meta"):
+        losskit.build("bbox")(BOXES, BOXES.to("meta"))
 
 
 @pytest.mark.parametrize(

@@ -203,3 +203,11 @@ def test_mixture_paths_are_checked_at_construction_and_the_message_lists_the_val
     assert errors["weights.box"] == "the schedule reaches -1.0, which the field rejects: Input should be greater than or equal to 0"
     assert "reaches 11.0" in errors["terms.cls.gamma"] and "less than or equal to 10" in errors["terms.cls.gamma"]
     assert losskit.config_to_dict(mixture.config) == before  # nothing was set
+
+
+def test_a_tensor_step_is_refused_without_reading_it():
+    """Curriculum.step is Python arithmetic: a device step counter is refused, not synchronised."""
+    curriculum = Curriculum(losskit.build("focal"), {"gamma": LINEAR})
+    with pytest.raises(TypeError, match=r"step: expected a Python int \(the global step\), got a tensor on meta"):
+        curriculum.step(torch.empty((), dtype=torch.long, device="meta"))
+    assert curriculum.last_step == 0
