@@ -150,3 +150,17 @@ def test_wide_coordinates_fall_back_to_float64_like_the_torch_path() -> None:
     fused, _ = run({"kernel": "triton", "l1_weight": 0.0}, pred, target, None)
     plain, _ = run({"kernel": "torch", "l1_weight": 0.0}, pred, target, None)
     assert torch.isfinite(fused.loss) and fused.loss == plain.loss
+
+
+def test_per_box_gradient_read_in_place_when_expanded() -> None:
+    """``loss(reduction='none').sum().backward()`` hands the kernel an expanded (stride 0) gradient."""
+    g = torch.Generator().manual_seed(6)
+    xy = torch.rand(9, 2, generator=g)
+    pred = torch.cat((xy, xy + torch.rand(9, 2, generator=g)), 1)
+    target = pred + 0.2 * torch.rand(9, 4, generator=g)
+    grads = []
+    for kernel in ("triton", "torch"):
+        p = pred.clone().requires_grad_(True)
+        losskit.build("bbox", kernel=kernel, reduction="none", iou_loss="diou")(p, target).sum().backward()
+        grads.append(p.grad)
+    close(*grads, "d pred")
