@@ -12,10 +12,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-HALF_PI: tl.constexpr = 1.5707963267948966
-QUARTER_PI: tl.constexpr = 0.7853981633974483
-PI: tl.constexpr = 3.141592653589793
-V_SCALE: tl.constexpr = 0.4052847345693511  # CIoU's 4 / pi^2
+HALF_PI = tl.constexpr(1.5707963267948966)
+QUARTER_PI = tl.constexpr(0.7853981633974483)
+PI = tl.constexpr(3.141592653589793)
+V_SCALE = tl.constexpr(0.4052847345693511)  # CIoU's 4 / pi^2
 
 
 @triton.jit
