@@ -52,6 +52,10 @@ class BoxLoss(losskit.Loss[BoxLossConfig]):
     Identical boxes give 0 for every IoU variant, zero-area boxes included; on valid
     boxes the IoU-family values and gradients match ``torchvision.ops``.
 
+    Value checks (NaN/inf, and inverted boxes under ``degenerate="raise"``) follow
+    ``config.check_inputs``: on CPU tensors under ``"auto"``, never on CUDA unless
+    ``"always"`` (the input policy, docs/troubleshooting.md).
+
     Paths (``config.kernel``): on CUDA a fused Triton kernel (one pass forward saving
     only the inputs, one backward recomputing; no host synchronisation under
     ``check_inputs="auto"``); elsewhere, and for float64, the PyTorch path. Both agree
