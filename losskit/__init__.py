@@ -14,6 +14,7 @@ from __future__ import annotations
 from losskit import errors
 from losskit.config import LossConfig
 from losskit.curriculum import Curriculum
+from losskit.files import load_config
 from losskit.hooks import hookimpl, hookspec
 from losskit.loss import Loss, LossOutput
 from losskit.registry import (
@@ -22,7 +23,6 @@ from losskit.registry import (
     config_to_dict,
     get_spec,
     list_losses,
-    load_config,
     plugin_infos,
     temporary_plugin,
 )

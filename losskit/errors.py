@@ -16,8 +16,10 @@ __all__ = [
     "AmbiguousLossError",
     "ConfigError",
     "LosskitError",
+    "MissingExtraError",
     "PluginError",
     "PluginWarning",
+    "SchemaError",
     "UnknownLossError",
 ]
 
@@ -77,6 +79,14 @@ class ConfigError(LosskitError, ValueError):
 
 class PluginError(LosskitError):
     """A plugin that could not be loaded, or that registered something invalid."""
+
+
+class SchemaError(LosskitError):
+    """A loss config that has no JSON Schema (e.g. a field typed ``Callable``)."""
+
+
+class MissingExtraError(LosskitError, ImportError):
+    """A command needs packages of an extra that is not installed; the message gives the ``pip install``."""
 
 
 class PluginWarning(UserWarning):

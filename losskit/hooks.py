@@ -31,9 +31,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class Register(Protocol):
-    """The callable a plugin's ``register_losses`` receives (see :meth:`losskit.registry.Registry.register`)."""
+    """The callable a plugin's ``register_losses`` receives (see :func:`losskit.registrar.make_registrar`)."""
 
-    def __call__(self, name: str, loss_class: type, *, config: type, **spec_fields: Any) -> None: ...
+    def __call__(
+        self, name: str, loss_class: type, *, config: type, summary: str | None = None, bench: Any = None
+    ) -> None: ...
 
 
 class LosskitHookSpecs:
@@ -43,9 +45,10 @@ class LosskitHookSpecs:
     def register_losses(self, register: Register) -> None:
         """Register this plugin's losses by calling ``register(name, loss_class, config=ConfigClass)``.
 
-        Optional keyword arguments of ``register`` describe the loss to the tools:
-        ``summary`` (one line; default: first line of the class docstring),
-        ``example_inputs`` (input factory for the conformance kit and the benchmark),
-        ``sizes`` (named size presets for that factory) and ``baselines`` (reference
-        implementations the benchmark compares against).
+        Optional keyword arguments of ``register``: ``summary`` (one line; default: first
+        line of the class docstring) and ``bench``, a :class:`losskit.bench.BenchSpec`
+        (input factory for the conformance kit and the benchmark, size presets,
+        baselines the benchmark compares against, throughput). The keywords
+        ``example_inputs``, ``sizes``, ``baselines``, ``throughput_keys`` and
+        ``throughput_unit`` of losskit 0.1 still work with a ``DeprecationWarning``.
         """

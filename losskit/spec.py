@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from losskit.config import LossConfig
+
+if TYPE_CHECKING:
+    from losskit.bench.spec import BenchSpec
 
 __all__ = ["InputFactory", "Inputs", "LossSpec", "DEFAULT_SIZES"]
 
@@ -61,14 +65,8 @@ class LossSpec:
         plugin: name of the plugin (entry-point name) that registered it.
         summary: one-line description.
         bundled: registered by a plugin shipped with losskit.
-        example_inputs: input factory for ``losskit.testing`` and ``losskit bench``.
-        sizes: named size presets for ``example_inputs`` (``tiny``, ``small``, ...).
-        baselines: reference implementations ``f(*args, **kwargs) -> Tensor`` taking the
-            same inputs as the loss, timed side by side by ``losskit bench``.
-        throughput_keys: size keys whose product is the number of items one call
-            processes, for ``losskit bench``'s throughput (e.g. ``("B", "T")`` for
-            tokens); ``None`` counts the ``B`` key, else ``N``.
-        throughput_unit: what those items are, e.g. ``"tokens"`` (default ``"samples"``).
+        bench: the :class:`losskit.bench.BenchSpec` the plugin declared (example inputs,
+            size presets, baselines, throughput), or ``None``.
     """
 
     name: str
@@ -78,8 +76,37 @@ class LossSpec:
     plugin: str
     summary: str = ""
     bundled: bool = False
-    example_inputs: InputFactory | None = None
-    sizes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: dict(DEFAULT_SIZES))
-    baselines: Mapping[str, Callable[..., Tensor]] = field(default_factory=dict)
-    throughput_keys: tuple[str, ...] | None = None
-    throughput_unit: str = "samples"
+    bench: BenchSpec | None = None
+
+    def _bench_field(self, name: str, default: Any) -> Any:
+        warnings.warn(
+            f"LossSpec.{name} is deprecated; read spec.bench.{name} (a losskit.bench.BenchSpec, None when undeclared)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return getattr(self.bench, name) if self.bench is not None else default
+
+    @property
+    def example_inputs(self) -> InputFactory | None:
+        """Deprecated: ``spec.bench.example_inputs``."""
+        return self._bench_field("example_inputs", None)
+
+    @property
+    def sizes(self) -> Mapping[str, Mapping[str, int]]:
+        """Deprecated: ``spec.bench.sizes``."""
+        return self._bench_field("sizes", dict(DEFAULT_SIZES))
+
+    @property
+    def baselines(self) -> Mapping[str, Callable[..., Tensor]]:
+        """Deprecated: ``spec.bench.baselines``."""
+        return self._bench_field("baselines", {})
+
+    @property
+    def throughput_keys(self) -> tuple[str, ...] | None:
+        """Deprecated: ``spec.bench.throughput_keys``."""
+        return self._bench_field("throughput_keys", None)
+
+    @property
+    def throughput_unit(self) -> str:
+        """Deprecated: ``spec.bench.throughput_unit``."""
+        return self._bench_field("throughput_unit", "samples")

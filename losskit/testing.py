@@ -7,7 +7,8 @@ Use it from any test suite, like scikit-learn's ``check_estimator``::
     def test_my_loss_conforms():
         check_loss("my_plugin:focal")
 
-Inputs come from the spec's ``example_inputs`` factory at its ``tiny`` size, drawn
+Inputs come from the ``example_inputs`` factory of the spec's
+:class:`~losskit.bench.BenchSpec` at its ``tiny`` size, drawn
 with ``seeds`` different generators. Checks:
 
 ``config``       JSON round-trip of the config; JSON Schema builds; every field is described.
@@ -32,9 +33,9 @@ from torch import Tensor
 
 from losskit import registry
 from losskit.config import validate_config
-from losskit.errors import ConfigError, LosskitError
+from losskit.errors import ConfigError, LosskitError, PluginError
 from losskit.loss import Loss
-from losskit.spec import InputFactory, Inputs, LossSpec
+from losskit.spec import DEFAULT_SIZES, InputFactory, Inputs, LossSpec
 
 __all__ = ["CheckReport", "CheckResult", "check_loss", "map_tensors", "CHECKS"]
 
@@ -112,11 +113,18 @@ class _Context:
     def __init__(self, spec: LossSpec, config: Any, factory: InputFactory, seeds: int) -> None:
         self.spec = spec
         self.config = config
-        size = spec.sizes.get("tiny") or next(iter(spec.sizes.values()))
-        self.inputs = [
-            factory(size, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(s))
-            for s in range(seeds)
-        ]
+        sizes = spec.bench.sizes if spec.bench is not None else DEFAULT_SIZES
+        size = sizes.get("tiny") or next(iter(sizes.values()))
+        try:
+            self.inputs = [
+                factory(size, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(s))
+                for s in range(seeds)
+            ]
+        except Exception as exc:  # noqa: BLE001 - the plugin's factory is broken: one clear error
+            first = (str(exc).splitlines() or [""])[0]
+            raise PluginError(
+                f"{spec.qualified_name}: its example_inputs factory raised {type(exc).__name__}: {first} (size {dict(size)})"
+            ) from exc
 
     def build(self, **overrides: Any) -> Loss:
         base = self.config.model_dump() if self.config is not None else {}
@@ -306,11 +314,11 @@ def check_loss(
         The :class:`CheckReport`.
     """
     spec = _spec_for(name_or_class)
-    factory = example_inputs or spec.example_inputs
+    factory = example_inputs or (spec.bench.example_inputs if spec.bench is not None else None)
     if factory is None:
         raise LosskitError(
             f"{spec.qualified_name} declares no example_inputs; pass example_inputs= to check_loss "
-            "or register(..., example_inputs=factory)"
+            "or register(..., bench=losskit.bench.BenchSpec(example_inputs=factory))"
         )
     if isinstance(config, dict):
         config = validate_config(spec.config_class, config)

@@ -15,46 +15,73 @@ Python API (stable; the ``benchmarks/`` scripts use it)::
     plot_cases(cases, "benchmarks/results/focal.png")
 
 :func:`time_callable` times any callable the same way (median and IQR after warm-up).
-Losses declare their cases through the registry: ``register(..., example_inputs=factory,
-sizes={...}, baselines={"label": fn})`` (see :class:`losskit.LossSpec`).
+Losses declare their cases through the registry with one :class:`BenchSpec`:
+``register(..., bench=BenchSpec(example_inputs=factory, sizes={...}, baselines={"label": fn}))``.
+
+The names below are imported on first use (PEP 562), so a plugin importing
+:class:`BenchSpec` does not pull in the timing machinery.
 """
 
 from __future__ import annotations
 
-from losskit.bench.cases import BATCH_KEYS, LOSS_IMPL, is_oom, parse_size, resolve_device
-from losskit.bench.machine import machine_info
-from losskit.bench.plot import plot_cases
-from losskit.bench.report import BenchReport, load_report, make_report, report_schema
-from losskit.bench.results import CaseResult, ImplResult, MachineInfo, MemoryResult, Ratios, Timing
-from losskit.bench.runner import add_cpu_memory, run_case, run_cases
-from losskit.bench.table import format_bytes, format_time, markdown_table, text_table
-from losskit.bench.timing import make_step, time_callable
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "BATCH_KEYS",
-    "LOSS_IMPL",
-    "BenchReport",
-    "CaseResult",
-    "ImplResult",
-    "MachineInfo",
-    "MemoryResult",
-    "Ratios",
-    "Timing",
-    "add_cpu_memory",
-    "format_bytes",
-    "format_time",
-    "is_oom",
-    "load_report",
-    "machine_info",
-    "make_report",
-    "make_step",
-    "markdown_table",
-    "parse_size",
-    "plot_cases",
-    "report_schema",
-    "resolve_device",
-    "run_case",
-    "run_cases",
-    "text_table",
-    "time_callable",
-]
+#: public name -> module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    "BenchSpec": ".spec",
+    "DEFAULT_SIZES": ".spec",
+    "BATCH_KEYS": ".cases",
+    "LOSS_IMPL": ".cases",
+    "is_oom": ".cases",
+    "parse_size": ".cases",
+    "resolve_device": ".cases",
+    "machine_info": ".machine",
+    "plot_cases": ".plot",
+    "BenchReport": ".report",
+    "load_report": ".report",
+    "make_report": ".report",
+    "report_schema": ".report",
+    "CaseResult": ".results",
+    "ImplResult": ".results",
+    "MachineInfo": ".results",
+    "MemoryResult": ".results",
+    "Ratios": ".results",
+    "Timing": ".results",
+    "add_cpu_memory": ".runner",
+    "run_case": ".runner",
+    "run_cases": ".runner",
+    "format_bytes": ".table",
+    "format_time": ".table",
+    "markdown_table": ".table",
+    "text_table": ".table",
+    "make_step": ".timing",
+    "time_callable": ".timing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'losskit.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from losskit.bench.cases import BATCH_KEYS, LOSS_IMPL, is_oom, parse_size, resolve_device
+    from losskit.bench.machine import machine_info
+    from losskit.bench.plot import plot_cases
+    from losskit.bench.report import BenchReport, load_report, make_report, report_schema
+    from losskit.bench.results import CaseResult, ImplResult, MachineInfo, MemoryResult, Ratios, Timing
+    from losskit.bench.runner import add_cpu_memory, run_case, run_cases
+    from losskit.bench.spec import DEFAULT_SIZES, BenchSpec
+    from losskit.bench.table import format_bytes, format_time, markdown_table, text_table
+    from losskit.bench.timing import make_step, time_callable

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from losskit.bench.spec import BenchSpec
 from losskit.spec import Inputs, LossSpec
 from losskit.testing import map_tensors
 
@@ -22,6 +23,7 @@ __all__ = [
     "DTYPES",
     "LOSS_IMPL",
     "Impl",
+    "bench_of",
     "build_impls",
     "check_size_keys",
     "config_json",
@@ -45,6 +47,11 @@ BATCH_KEYS: tuple[str, ...] = ("B", "N")
 LOSS_IMPL = "losskit"
 
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
+
+
+def bench_of(spec: LossSpec) -> BenchSpec:
+    """The spec's :class:`BenchSpec`; a loss that declared none gets the defaults (no inputs, no baselines)."""
+    return spec.bench if spec.bench is not None else BenchSpec()
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -126,7 +133,7 @@ def resolve_size(spec: LossSpec, size: str | Mapping[str, int]) -> tuple[str, di
         ValueError: unknown preset, or a mapping missing a key of the spec's sizes.
     """
     if isinstance(size, Mapping):
-        need = set(_preset(spec, next(iter(spec.sizes))))
+        need = set(_preset(spec, next(iter(bench_of(spec).sizes))))
         missing = need - set(size)
         if missing:
             raise ValueError(f"size: {spec.name} needs keys {sorted(need)}, missing {sorted(missing)}")
@@ -143,23 +150,25 @@ def resolve_size(spec: LossSpec, size: str | Mapping[str, int]) -> tuple[str, di
 def check_size_keys(specs: list[LossSpec], size: str) -> None:
     """Reject ``--size`` override keys that none of ``specs`` uses (a likely typo)."""
     _, overrides = parse_size(size)
-    known = {k for s in specs for preset in s.sizes.values() for k in preset}
+    known = {k for s in specs for preset in bench_of(s).sizes.values() for k in preset}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"size: unknown key(s) {unknown}; the selected losses use {sorted(known)}")
 
 
 def _preset(spec: LossSpec, name: str) -> Mapping[str, int]:
-    if name not in spec.sizes:
-        raise ValueError(f"size: {spec.name} has no size preset {name!r}; presets: {', '.join(spec.sizes)}")
-    return spec.sizes[name]
+    sizes = bench_of(spec).sizes
+    if name not in sizes:
+        raise ValueError(f"size: {spec.name} has no size preset {name!r}; presets: {', '.join(sizes)}")
+    return sizes[name]
 
 
 def throughput_keys(spec: LossSpec, size: Mapping[str, int]) -> tuple[str, ...] | None:
     """Size keys whose product is the items per call: the spec's ``throughput_keys``,
     else the first of :data:`BATCH_KEYS` in ``size``, else None (no throughput)."""
-    if spec.throughput_keys is not None:
-        return tuple(spec.throughput_keys)
+    declared = bench_of(spec).throughput_keys
+    if declared is not None:
+        return tuple(declared)
     key = next((k for k in BATCH_KEYS if k in size), None)
     return (key,) if key else None
 
@@ -170,10 +179,11 @@ def draw_inputs(spec: LossSpec, size: Mapping[str, int], *, dtype: str, device: 
     Raises:
         ValueError: the loss declares no ``example_inputs`` factory.
     """
-    if spec.example_inputs is None:
+    factory = bench_of(spec).example_inputs
+    if factory is None:
         raise ValueError(f"{spec.qualified_name} declares no example_inputs factory; it cannot be benchmarked")
     generator = torch.Generator().manual_seed(seed)
-    return spec.example_inputs(size, dtype=DTYPES[dtype], device=device, generator=generator)
+    return factory(size, dtype=DTYPES[dtype], device=device, generator=generator)
 
 
 def grad_leaves(inputs: Inputs) -> list[Tensor]:
@@ -208,7 +218,7 @@ def build_impls(spec: LossSpec, config: Any, device: torch.device, *, baselines:
     loss = spec.loss_class(cfg).to(device)
     impls = [Impl(LOSS_IMPL, loss, tuple(p for p in loss.parameters() if p.requires_grad))]
     if baselines:
-        impls += [Impl(label, fn) for label, fn in spec.baselines.items()]
+        impls += [Impl(label, fn) for label, fn in bench_of(spec).baselines.items()]
     return impls
 
 

@@ -11,6 +11,7 @@ import torch
 
 from losskit.bench.cases import (
     DTYPES,
+    bench_of,
     Impl,
     build_impls,
     check_size_keys,
@@ -23,7 +24,7 @@ from losskit.bench.cases import (
 )
 from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
 from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios
-from losskit.bench.timing import make_step, time_callable
+from losskit.bench.timing import check_min_run_time, make_step, time_callable
 from losskit.registry import get_spec
 from losskit.spec import Inputs
 
@@ -89,11 +90,14 @@ def _ratios(case: list[ImplResult]) -> dict[str, Ratios]:
     return out
 
 
-def _check_args(dtype: str, repeat: int) -> None:
+def _check_args(dtype: str, repeat: int, warmup: int, min_run_time: float) -> None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
     if repeat < 1:
         raise ValueError(f"repeat: expected >= 1, got {repeat}")
+    if warmup < 0:
+        raise ValueError(f"warmup: expected >= 0, got {warmup}")
+    check_min_run_time(min_run_time)
 
 
 def run_case(
@@ -150,10 +154,10 @@ def run_case(
 
     Raises:
         UnknownLossError: no such loss.
-        ValueError: bad size, dtype, repeat or device (e.g. CUDA not available).
+        ValueError: bad size, dtype, repeat, warmup, min_run_time or device (e.g. CUDA not available).
         ConfigError: ``config`` does not validate.
     """
-    _check_args(dtype, repeat)
+    _check_args(dtype, repeat, warmup, min_run_time)
     spec = get_spec(name)
     if strict_size and isinstance(size, str):
         check_size_keys([spec], size)
@@ -188,7 +192,7 @@ def run_case(
         size_label=size_label,
         size=dims,
         throughput_keys=list(keys) if keys else None,
-        throughput_unit=spec.throughput_unit,
+        throughput_unit=bench_of(spec).throughput_unit,
         dtype=dtype,  # type: ignore[arg-type]
         device=str(dev),
         seed=seed,
@@ -258,7 +262,7 @@ def run_cases(
     if names:
         selected = list(names)
     else:
-        selected = [n for n in list_losses() if get_spec(n).example_inputs is not None]
+        selected = [n for n in list_losses() if bench_of(get_spec(n)).example_inputs is not None]
     sizes = list(sizes)
     specs = [get_spec(n) for n in selected]
     for s in sizes:
@@ -267,7 +271,7 @@ def run_cases(
     # on CPU the memory of all cases is measured at the end, in one child process
     cpu_memory = kwargs.get("memory", True) and resolve_device(kwargs.get("device", "cpu")).type == "cpu"
     per_case = {**kwargs, "memory": kwargs.get("memory", True) and not cpu_memory}
-    steps = sum((1 + len(sp.baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
+    steps = sum((1 + len(bench_of(sp).baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
     results = []
     # disable=None: tqdm shows the bar only when stderr is a terminal
     with tqdm(total=steps, disable=None if progress else True, unit="impl", desc="losskit bench", leave=False) as bar:

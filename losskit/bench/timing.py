@@ -18,7 +18,7 @@ from torch.utils.benchmark import Timer
 
 from losskit.bench.results import Timing
 
-__all__ = ["make_step", "time_callable", "timing_from_times"]
+__all__ = ["check_min_run_time", "make_step", "time_callable", "timing_from_times"]
 
 
 def make_step(
@@ -49,6 +49,12 @@ def make_step(
         return torch.autograd.grad(out, targets, grad_outputs=torch.ones_like(out), allow_unused=True)
 
     return step
+
+
+def check_min_run_time(min_run_time: float) -> None:
+    """Reject a ``min_run_time`` that is not a finite number of seconds >= 0 (0: one call per measurement)."""
+    if isinstance(min_run_time, bool) or not isinstance(min_run_time, (int, float)) or not 0 <= min_run_time < math.inf:
+        raise ValueError(f"min_run_time: expected a finite number of seconds >= 0, got {min_run_time!r}")
 
 
 def timing_from_times(times: Sequence[float], *, number: int, warmup: int) -> Timing:
@@ -98,6 +104,7 @@ def time_callable(
         raise ValueError(f"repeat: expected >= 1, got {repeat}")
     if warmup < 0:
         raise ValueError(f"warmup: expected >= 0, got {warmup}")
+    check_min_run_time(min_run_time)
     if backward:
         fn = make_step(fn, backward=True, wrt=wrt)
     for _ in range(warmup):

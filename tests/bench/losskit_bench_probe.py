@@ -13,6 +13,7 @@ import signal
 import torch
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit.bench.memory import CHILD_ENV
 
 #: float32 values the ``alloc`` loss allocates per forward at its tiny size (64 MiB).
@@ -63,13 +64,15 @@ SIZES = {"tiny": {"B": 4, "K": ALLOC_K}, "small": {"B": 8, "K": ALLOC_K}}
 
 @losskit.hookimpl
 def register_losses(register):
-    register("alloc", AllocLoss, config=ProbeConfig, example_inputs=inputs, sizes=SIZES, baselines={"hog": hog, "broken": broken})
+    register(
+        "alloc",
+        AllocLoss,
+        config=ProbeConfig,
+        bench=BenchSpec(example_inputs=inputs, sizes=SIZES, baselines={"hog": hog, "broken": broken}),
+    )
     register(
         "killer",
         KillerLoss,
         config=ProbeConfig,
-        example_inputs=inputs,
-        sizes=SIZES,
-        throughput_keys=("B", "K"),
-        throughput_unit="cells",
+        bench=BenchSpec(example_inputs=inputs, sizes=SIZES, throughput_keys=("B", "K"), throughput_unit="cells"),
     )

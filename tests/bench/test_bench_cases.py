@@ -37,9 +37,9 @@ def test_parse_size_errors(text, msg):
 
 def test_resolve_size_applies_overrides_on_the_preset():
     spec = losskit.get_spec("focal")
-    assert resolve_size(spec, "small") == ("small", dict(spec.sizes["small"]))
+    assert resolve_size(spec, "small") == ("small", dict(spec.bench.sizes["small"]))
     label, dims = resolve_size(spec, "medium,N=7,B=3")  # B is not a focal key: ignored for it
-    assert dims == {**spec.sizes["medium"], "N": 7} and label == "medium,N=7"
+    assert dims == {**spec.bench.sizes["medium"], "N": 7} and label == "medium,N=7"
     assert resolve_size(spec, {"N": 2, "C": 3}) == ("N=2,C=3", {"N": 2, "C": 3})
 
 

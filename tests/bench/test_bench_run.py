@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import losskit
-from losskit.bench import LOSS_IMPL, plot_cases, run_case, run_cases, text_table
+from losskit.bench import LOSS_IMPL, BenchSpec, plot_cases, run_case, run_cases, text_table
 
 FAST = {"repeat": 2, "warmup": 1, "min_run_time": 0.001}
 
@@ -20,14 +20,14 @@ def _benchable() -> list[str]:
 def test_every_registered_loss_is_timed_on_cpu_with_its_baselines(name):
     spec = losskit.get_spec(name)
     case = run_case(name, size="tiny", memory=False, **FAST)
-    assert case.qualified_name == spec.qualified_name and case.size == dict(spec.sizes["tiny"])
-    assert [r.impl for r in case.impls] == [LOSS_IMPL, *spec.baselines]
+    assert case.qualified_name == spec.qualified_name and case.size == dict(spec.bench.sizes["tiny"])
+    assert [r.impl for r in case.impls] == [LOSS_IMPL, *spec.bench.baselines]
     for r in case.impls:
         assert r.status == "ok", f"{r.impl}: {r.error}"
         assert r.forward is not None and r.forward_backward is not None
         assert len(r.forward.times_s) == len(r.forward_backward.times_s) == FAST["repeat"]
         assert r.memory is None
-    assert set(case.ratios) == set(spec.baselines)
+    assert set(case.ratios) == set(spec.bench.baselines)
 
 
 def test_memory_of_every_registered_loss_in_one_isolated_process():
@@ -101,9 +101,12 @@ def test_throughput_keys_must_exist_in_every_size_preset():
         @losskit.hookimpl
         def register_losses(self, register):
             spec = losskit.get_spec("focal")
-            register("bad_keys", spec.loss_class, config=spec.config_class, sizes=spec.sizes, throughput_keys=("N", "T"))
+            bench = BenchSpec(sizes=spec.bench.sizes, throughput_keys=("N", "T"))
+            register("bad_keys", spec.loss_class, config=spec.config_class, bench=bench)
 
-    with pytest.warns(losskit.errors.PluginWarning, match=r"throughput_keys of 'bad_keys'.*missing in"):
+    with pytest.raises(ValueError, match=r"throughput_keys: \('N', 'T'\) must be keys of every size preset \(missing in"):
+        BenchSpec(sizes={"tiny": {"N": 2}}, throughput_keys=("N", "T"))
+    with pytest.warns(losskit.errors.PluginWarning, match=r"throughput_keys: .*missing in"):
         with losskit.temporary_plugin(Plugin(), "bench_bad_keys") as info:
             assert info.status == "failed"
 

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit.loss import reduce
 from losskit.registry import Registry
 from losskit.testing import CHECKS, check_loss
@@ -98,15 +99,20 @@ class Undescribed(losskit.Loss):
         return losskit.LossOutput(loss=reduce(x.float() ** 2, self.config.reduction))
 
 
+def _raising_inputs(size: Mapping[str, int], *, dtype, device, generator) -> losskit.Inputs:
+    raise KeyError("N")
+
+
 class _Broken:
     @losskit.hookimpl
     def register_losses(self, register):
-        sizes = {"tiny": {"N": 5}}
-        register("wrong_grad", WrongGradient, config=_Cfg, example_inputs=_inputs, sizes=sizes)
-        register("half_result", HalfResult, config=_Cfg, example_inputs=_inputs, sizes=sizes)
-        register("bad_none", BadNone, config=_Cfg, example_inputs=_inputs, sizes=sizes)
-        register("undescribed", Undescribed, config=Undescribed.config_class, example_inputs=_inputs, sizes=sizes)
-        register("no_inputs", HalfResult, config=_Cfg, sizes=sizes)
+        bench = BenchSpec(example_inputs=_inputs, sizes={"tiny": {"N": 5}})
+        register("wrong_grad", WrongGradient, config=_Cfg, bench=bench)
+        register("half_result", HalfResult, config=_Cfg, bench=bench)
+        register("bad_none", BadNone, config=_Cfg, bench=bench)
+        register("undescribed", Undescribed, config=Undescribed.config_class, bench=bench)
+        register("no_inputs", HalfResult, config=_Cfg, bench=BenchSpec(sizes={"tiny": {"N": 5}}))
+        register("raising_inputs", HalfResult, config=_Cfg, bench=BenchSpec(example_inputs=_raising_inputs))
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +147,11 @@ def test_kit_needs_inputs_and_known_checks(broken):
         check_loss("focal", checks=["gradcheck", "speed"])
     report = check_loss(broken.get_spec("no_inputs"), example_inputs=_inputs, checks=["config"])
     assert [r.name for r in report.results] == ["config"]
+
+
+def test_kit_reports_a_raising_input_factory_as_one_plugin_error(broken):
+    with pytest.raises(losskit.errors.PluginError) as info:
+        check_loss(broken.get_spec("raising_inputs"))
+    assert str(info.value) == (
+        "broken:raising_inputs: its example_inputs factory raised KeyError: 'N' (size {'B': 4, 'D': 3})"
+    )

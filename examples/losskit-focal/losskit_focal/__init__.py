@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit.checks import check_float, to_float32
 from losskit.loss import reduce
 
@@ -75,7 +76,14 @@ def register_losses(register):
         "focal",
         FocalLoss,
         config=FocalConfig,
-        example_inputs=example_inputs,
-        sizes={"tiny": {"N": 5, "C": 3}, "small": {"N": 4096, "C": 80}, "medium": {"N": 65536, "C": 80}, "large": {"N": 262144, "C": 80}},
-        baselines={"torchvision.sigmoid_focal_loss": _torchvision_focal},
+        bench=BenchSpec(
+            example_inputs=example_inputs,
+            sizes={
+                "tiny": {"N": 5, "C": 3},
+                "small": {"N": 4096, "C": 80},
+                "medium": {"N": 65536, "C": 80},
+                "large": {"N": 262144, "C": 80},
+            },
+            baselines={"torchvision.sigmoid_focal_loss": _torchvision_focal},
+        ),
     )
