@@ -9,6 +9,7 @@ too deep to parse, integers too long to convert, and a top level that is not a m
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,11 @@ def _parse(path: Path, text: str) -> Any:
         raise ConfigError([(where, f"invalid YAML: {problem}")]) from None
     except RecursionError:
         raise ConfigError([(str(path), f"invalid {kind}: nested too deeply to parse")]) from None
-    except ValueError as exc:  # duplicate JSON key; integer too long to convert (> sys.get_int_max_str_digits())
-        raise ConfigError([(str(path), f"invalid {kind}: {str(exc).splitlines()[0]}")]) from None
+    except ValueError as exc:  # a duplicate JSON key, or an integer too long to convert
+        reason = str(exc).splitlines()[0]
+        if "integer string conversion" in reason:
+            reason = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+        raise ConfigError([(str(path), f"invalid {kind}: {reason}")]) from None
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:

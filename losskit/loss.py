@@ -117,6 +117,25 @@ class Loss(nn.Module, Generic[C]):
         """
         return {}
 
+    def learned_values(self) -> dict[str, float]:
+        """Current values of the fields listed by :meth:`learnable_fields`, in the config's units.
+
+        The default covers a scalar parameter named like its field (``logit_bias`` held
+        in ``self.logit_bias``), read as is. A loss whose parameter holds a transform of
+        the field (e.g. ``log_logit_scale = log(1 / temperature)``) overrides this to
+        convert back. ``repr(loss)`` shows these values, marked ``(learned)``, instead of
+        the initial config values.
+        """
+        values = {}
+        for field, attr in self.learnable_fields().items():
+            param = getattr(self, attr, None) if attr == field else None
+            if isinstance(param, Tensor) and param.numel() == 1 and not param.is_meta:
+                values[field] = float(param.detach().float().item())
+        return values
+
     def extra_repr(self) -> str:
         fields: Mapping[str, Any] = self.config.model_dump()
-        return ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        learned = self.learned_values()
+        return ", ".join(
+            f"{k}={learned[k]:.6g} (learned)" if k in learned else f"{k}={v!r}" for k, v in fields.items()
+        )

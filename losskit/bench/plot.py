@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from losskit.bench.cases import LOSS_IMPL
 from losskit.bench.results import CaseResult
+from losskit.extras import require
 
-__all__ = ["plot_cases"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["make_figure", "plot_cases"]
+
+_TITLE_POINTS = 10
 
 
 def plot_cases(cases: Sequence[CaseResult], path: str | Path, *, title: str = "losskit bench") -> Path:
@@ -20,13 +28,23 @@ def plot_cases(cases: Sequence[CaseResult], path: str | Path, *, title: str = "l
     baselines (grey); rows that ran out of memory or failed show ``OOM`` / ``ERROR``
     instead of a bar. Uses matplotlib's Agg backend (no display needed).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    fig = make_figure(cases, title=title)
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def make_figure(cases: Sequence[CaseResult], *, title: str = "losskit bench") -> Figure:
+    """The figure :func:`plot_cases` writes; the title is wrapped to the figure's width."""
+    require("losskit bench --plot", ("matplotlib",))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     ys, labels, bars, notes = [], [], [], []  # bars: (y, median ms, low whisker, high whisker, colour)
     y = 0.0
     for case in cases:
@@ -53,9 +71,8 @@ def plot_cases(cases: Sequence[CaseResult], path: str | Path, *, title: str = "l
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("forward+backward per call, ms (median; whiskers: interquartile range)")
-    ax.set_title(title, fontsize=10)
+    width_chars = int(fig.get_figwidth() * 72 / (0.62 * _TITLE_POINTS))  # average glyph ~0.62 em
+    ax.set_title(textwrap.fill(title, width=width_chars), fontsize=_TITLE_POINTS)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from losskit.bench.cases import (
 from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
 from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios
 from losskit.bench.timing import check_min_run_time, make_step, time_callable
+from losskit.extras import require
 from losskit.registry import get_spec
 from losskit.spec import Inputs
 
@@ -242,6 +244,24 @@ def _with_throughput(row: ImplResult, batch: int | None) -> ImplResult:
     return row.model_copy(update={"throughput": batch / row.forward_backward.median_s})
 
 
+@contextmanager
+def _progress_bar(steps: int, progress: bool) -> Iterator[Callable[[str], None]]:
+    """A step callback updating a tqdm bar on stderr (shown only on a terminal), or a no-op."""
+    if not progress:
+        yield lambda _msg: None
+        return
+    require("losskit bench's progress bar", ("tqdm",))
+    from tqdm.auto import tqdm
+
+    with tqdm(total=steps, disable=None, unit="impl", desc="losskit bench", leave=False) as bar:
+
+        def on_step(msg: str) -> None:
+            bar.set_postfix_str(msg, refresh=False)
+            bar.update(1)
+
+        yield on_step
+
+
 def run_cases(
     names: Sequence[str] | None = None,
     *,
@@ -252,11 +272,9 @@ def run_cases(
     """:func:`run_case` for every loss in ``names`` (default: all registered) at every size.
 
     Losses without an ``example_inputs`` factory are skipped when ``names`` is None
-    (and an error when named). With ``progress`` a tqdm bar goes to stderr (when it is a terminal).
-    ``kwargs`` go to :func:`run_case`.
+    (and an error when named). With ``progress`` a tqdm bar goes to stderr (when it is a
+    terminal; tqdm comes with the ``tools`` extra). ``kwargs`` go to :func:`run_case`.
     """
-    from tqdm.auto import tqdm
-
     from losskit.registry import list_losses
 
     if names:
@@ -273,13 +291,7 @@ def run_cases(
     per_case = {**kwargs, "memory": kwargs.get("memory", True) and not cpu_memory}
     steps = sum((1 + len(bench_of(sp).baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
     results = []
-    # disable=None: tqdm shows the bar only when stderr is a terminal
-    with tqdm(total=steps, disable=None if progress else True, unit="impl", desc="losskit bench", leave=False) as bar:
-
-        def on_step(msg: str) -> None:
-            bar.set_postfix_str(msg, refresh=False)
-            bar.update(1)
-
+    with _progress_bar(steps, progress) as on_step:
         for n in selected:
             for s in sizes:
                 results.append(run_case(n, size=s, strict_size=False, on_step=on_step, **per_case))

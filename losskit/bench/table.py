@@ -6,7 +6,17 @@ from collections.abc import Sequence
 
 from losskit.bench.results import CaseResult, ImplResult, Timing
 
-__all__ = ["HEADER", "format_bytes", "format_time", "markdown_table", "table_rows", "text_table"]
+__all__ = [
+    "HEADER",
+    "NOISY_MARK",
+    "WIDE_IQR",
+    "format_bytes",
+    "format_time",
+    "markdown_table",
+    "noisy_ratio",
+    "table_rows",
+    "text_table",
+]
 
 HEADER = ["loss", "size", "impl", "fwd", "fwd+bwd", "peak mem", "throughput", "time ratio", "mem ratio"]
 
@@ -14,6 +24,25 @@ LEGEND = (
     "times: median per call [iqr = interquartile range / median]; peak mem: extra memory of one fwd+bwd; "
     "ratios: losskit / that baseline, same run (< 1: losskit faster / leaner)"
 )
+
+
+#: a timing whose interquartile range exceeds this fraction of its median is too noisy for a ratio
+WIDE_IQR = 0.25
+#: appended to a time ratio computed from such a timing
+NOISY_MARK = "~"
+NOISY_NOTE = (
+    f"{NOISY_MARK}: not to be trusted: the loss's or the baseline's fwd+bwd interquartile range is over "
+    f"{WIDE_IQR:.0%} of its median (a busy machine?); rerun with more --repeat / --min-run-time, or --threads 1"
+)
+
+
+def _wide(t: Timing | None) -> bool:
+    return t is not None and t.median_s > 0 and t.iqr_s / t.median_s > WIDE_IQR
+
+
+def noisy_ratio(case: CaseResult, impl: str) -> bool:
+    """Whether the fwd+bwd time ratio of baseline ``impl`` comes from a timing too noisy to trust."""
+    return _wide(case.main.forward_backward) or _wide(case.impl(impl).forward_backward)
 
 
 def format_time(seconds: float) -> str:
@@ -61,7 +90,7 @@ def _row(case: CaseResult, r: ImplResult, first: bool) -> list[str]:
         _time_cell(r.forward_backward),
         _mem_cell(r),
         f"{r.throughput:.3g} {case.throughput_unit}/s" if r.throughput is not None else "-",
-        fmt(ratio.forward_backward) if ratio else "",
+        (fmt(ratio.forward_backward) + (NOISY_MARK if noisy_ratio(case, r.impl) else "")) if ratio else "",
         fmt(ratio.memory) if ratio else "",
     ]
 
@@ -85,6 +114,8 @@ def text_table(cases: Sequence[CaseResult], *, title: str = "") -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append(LEGEND)
+    if any(row[7].endswith(NOISY_MARK) for row in rows[1:]):
+        lines.append(NOISY_NOTE)
     lines += [f"  ! {e}" for e in _errors(cases)]
     return "\n".join(lines)
 
@@ -94,4 +125,6 @@ def markdown_table(cases: Sequence[CaseResult]) -> str:
     rows = table_rows(cases)
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    if any(r[7].endswith(NOISY_MARK) for r in rows):
+        out += ["", NOISY_NOTE]
     return "\n".join(out)

@@ -7,6 +7,7 @@ times cover the kernels and not just their launch.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,9 +15,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.benchmark import Timer
 
 from losskit.bench.results import Timing
+
+
+def _import_timer() -> type:
+    # torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is
+    # found, using CUDA_HOME=..." on a machine with a CUDA toolkit but no GPU: noise on CPU runs.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        logger.setLevel(level)
+    return Timer
+
+
+Timer = _import_timer()
 
 __all__ = ["check_min_run_time", "make_step", "time_callable", "timing_from_times"]
 

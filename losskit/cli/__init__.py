@@ -13,8 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from losskit.errors import LosskitError
+from losskit.extras import require
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "NEEDS", "main"]
+
+#: command -> modules it imports whatever its options (from the ``tools`` extra, see :mod:`losskit.extras`)
+NEEDS: dict[str, tuple[str, ...]] = {"train": ("tqdm", "matplotlib", "PIL")}
 
 #: command name -> module (relative to this package) that defines it
 COMMANDS: dict[str, str] = {
@@ -52,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        require(f"losskit {args.command}", NEEDS.get(args.command, ()))
         return int(args.func(args) or 0)
     except LosskitError as exc:
         print(f"losskit {args.command}: error: {exc}", file=sys.stderr)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
+from collections.abc import Callable
 
 import yaml
 
@@ -31,9 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="preset (tiny|small|medium|large), KEY=N overrides on small (B=512,D=128), or both (medium,B=512); "
         "repeat the option for several sizes (default small)",
     )
-    p.add_argument("--repeat", type=int, default=5, help="measurements per timing (default 5)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
-    p.add_argument("--min-run-time", type=float, default=0.05, help="seconds per measurement (default 0.05)")
+    p.add_argument("--repeat", type=_at_least(1), default=5, help="measurements per timing (default 5)")
+    p.add_argument("--warmup", type=_at_least(0), default=2, help="untimed calls before timing (default 2)")
+    p.add_argument("--min-run-time", type=_seconds, default=0.05, help="seconds per measurement (default 0.05)")
     p.add_argument(
         "--set",
         action="append",
@@ -55,6 +57,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of the text table")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of forward+backward times (PNG)")
     p.set_defaults(func=cmd_bench)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0), got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds (a finite number >= 0), got {text}")
+    return value
 
 
 def _config(items: list[str]) -> dict[str, object]:

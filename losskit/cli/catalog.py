@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import inspect
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ import yaml
 
 from losskit import registry
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "call_signature"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,17 +80,39 @@ def _field_rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    reg = registry.default_registry()
-    spec = reg.get_spec(args.name)
-    schema = spec.config_class.model_json_schema()
-    print(f"{spec.name}  ({spec.qualified_name}, plugin {spec.plugin}{', bundled' if spec.bundled else ''})")
-    print(f"  {spec.summary}")
-    print(f"  class: {spec.loss_class.__module__}.{spec.loss_class.__qualname__}")
+def call_signature(loss_class: type) -> str:
+    """``loss(image_features, text_features, *, group_ids=None)``: how the loss is called.
+
+    Read from ``loss_class.compute`` (``forward`` takes the same arguments), without
+    ``self`` and without annotations.
+    """
+    sig = inspect.signature(loss_class.compute)
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in list(sig.parameters.values())[1:]]
+    return "loss" + str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
+
+
+def _print_fields(spec: Any) -> None:
     print("\nconfig fields:")
+    try:
+        schema = spec.config_class.model_json_schema()
+    except Exception as exc:  # noqa: BLE001 - e.g. a Callable field: pydantic has no schema for it
+        print(f"  (no JSON Schema: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})")
+        for name, field in spec.config_class.model_fields.items():
+            print(f"  {name} = {field.default!r}\n      {field.description or ''}")
+        return
     for name, types, default, bounds, desc in _field_rows(schema):
         extra = f" [{bounds}]" if bounds else ""
         print(f"  {name}: {types} = {default}{extra}\n      {desc}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reg = registry.default_registry()
+    spec = reg.get_spec(args.name)
+    print(f"{spec.name}  ({spec.qualified_name}, plugin {spec.plugin}{', bundled' if spec.bundled else ''})")
+    print(f"  {spec.summary}")
+    print(f"  class: {spec.loss_class.__module__}.{spec.loss_class.__qualname__}")
+    print(f"  call:  {call_signature(spec.loss_class)}  (loss.compute(...) takes the same and returns a LossOutput)")
+    _print_fields(spec)
     example = {"name": spec.name if reg.list_losses().count(spec.name) else spec.qualified_name}
     try:
         example.update(spec.config_class().model_dump(mode="json"))

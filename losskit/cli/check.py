@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from losskit import registry
-from losskit.errors import UnknownLossError
+from losskit.errors import LosskitError, UnknownLossError
 
 __all__ = ["add_parser"]
 
@@ -33,7 +33,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     status = 0
     for name in _targets(args.target):
-        report = check_loss(name, seeds=args.seeds, raise_on_failure=False)
+        try:
+            report = check_loss(name, seeds=args.seeds, raise_on_failure=False)
+        except LosskitError as exc:  # e.g. a raising input factory: one line, then the next loss
+            print(f"{name}: FAILED: {exc}")
+            status = 1
+            continue
         print(report.render())
         status |= int(not report.ok)
     return status
