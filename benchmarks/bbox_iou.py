@@ -51,7 +51,7 @@ def main() -> None:
     tv_name = f"torchvision.{reference.__name__}"
 
     spec = losskit.get_spec("bbox")
-    inputs = spec.example_inputs(
+    inputs = spec.bench.example_inputs(
         {"N": args.n}, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
     )
     pred, target = inputs.args

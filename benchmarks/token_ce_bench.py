@@ -53,10 +53,10 @@ def _setup(suite: str, n: int, h: int, v: int):
     spec = losskit.get_spec(name)
 
     def inputs(size):
-        return spec.example_inputs(size, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+        return spec.bench.example_inputs(size, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
 
     def stepper(method: str):
-        fn = losskit.build(name) if method == name else spec.baselines[method]
+        fn = losskit.build(name) if method == name else spec.bench.baselines[method]
 
         def step(args):
             for t in args:

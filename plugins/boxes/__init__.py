@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit_plugins.boxes.baselines import torchvision_giou, torchvision_giou_l1
 from losskit_plugins.boxes.cases import SIZES, example_inputs
 from losskit_plugins.boxes.config import DETR_PRESET, BoxLossConfig
@@ -28,8 +29,10 @@ def register_losses(register: Any) -> None:
         "bbox",
         BoxLoss,
         config=BoxLossConfig,
-        example_inputs=example_inputs,
-        sizes=SIZES,
-        baselines={"torchvision_giou_l1": torchvision_giou_l1, "torchvision_giou": torchvision_giou},
+        bench=BenchSpec(
+            example_inputs=example_inputs,
+            sizes=SIZES,
+            baselines={"torchvision_giou_l1": torchvision_giou_l1, "torchvision_giou": torchvision_giou},
+        ),
     )
 

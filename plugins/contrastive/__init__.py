@@ -10,6 +10,7 @@ The losses live in ``clip``, ``siglip`` and ``infonce``; the shared math in ``en
 from __future__ import annotations
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit_plugins.contrastive.baselines import (
     dense_ce_clip,
     dense_siglip,
@@ -47,31 +48,35 @@ def register_losses(register):
         "clip",
         ClipLoss,
         config=ClipConfig,
-        example_inputs=pair_inputs,
-        sizes=PAIR_SIZES,
-        baselines={
-            "dense_ce": dense_ce_clip,
-            "three_matmul_floor": three_matmul_floor,
-            **({"open_clip": open_clip_clip} if with_open_clip else {}),
-        },
+        bench=BenchSpec(
+            example_inputs=pair_inputs,
+            sizes=PAIR_SIZES,
+            baselines={
+                "dense_ce": dense_ce_clip,
+                "three_matmul_floor": three_matmul_floor,
+                **({"open_clip": open_clip_clip} if with_open_clip else {}),
+            },
+        ),
     )
     register(
         "siglip",
         SiglipLoss,
         config=SiglipConfig,
-        example_inputs=pair_inputs,
-        sizes=PAIR_SIZES,
-        baselines={
-            "dense_siglip": dense_siglip,
-            "three_matmul_floor": three_matmul_floor,
-            **({"open_clip": open_clip_siglip} if with_open_clip else {}),
-        },
+        bench=BenchSpec(
+            example_inputs=pair_inputs,
+            sizes=PAIR_SIZES,
+            baselines={
+                "dense_siglip": dense_siglip,
+                "three_matmul_floor": three_matmul_floor,
+                **({"open_clip": open_clip_siglip} if with_open_clip else {}),
+            },
+        ),
     )
     register(
         "infonce",
         InfoNCELoss,
         config=InfoNCEConfig,
-        example_inputs=query_key_inputs,
-        sizes=QUERY_SIZES,
-        baselines={"info_nce_pytorch_style": info_nce_reference},
+        bench=BenchSpec(
+            example_inputs=query_key_inputs, sizes=QUERY_SIZES, baselines={"info_nce_pytorch_style": info_nce_reference}
+        ),
     )

@@ -62,6 +62,14 @@ class ContrastiveLoss(losskit.Loss[C], Generic[C]):
             fields["logit_bias"] = "logit_bias"
         return fields
 
+    def learned_values(self) -> dict[str, float]:
+        """The learned temperature (``1 / logit_scale``, clamped as in forward) and bias, for ``repr``."""
+        values = super().learned_values()  # logit_bias: held as is
+        if self.log_logit_scale is not None and not self.log_logit_scale.is_meta:
+            with torch.no_grad():
+                values["temperature"] = 1.0 / float(self.scale(torch.float32, self.log_logit_scale.device))
+        return values
+
     def scale(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Current clamped logit scale, a 0-d tensor (differentiable when learnable)."""
         cfg = self.config

@@ -19,6 +19,7 @@ See ``docs/mixtures.md`` and :mod:`losskit_plugins.mixture.weighting` for the fo
 from __future__ import annotations
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit_plugins.mixture.baselines import terms_by_hand
 from losskit_plugins.mixture.cases import SIZES, example_inputs
 from losskit_plugins.mixture.config import MixtureConfig
@@ -34,9 +35,11 @@ def register_losses(register):
         "mixture",
         MixtureLoss,
         config=MixtureConfig,
-        example_inputs=example_inputs,
-        sizes=SIZES,
-        baselines={"terms_by_hand": terms_by_hand},
-        throughput_keys=("itc.B",),
-        throughput_unit="image-text pairs",
+        bench=BenchSpec(
+            example_inputs=example_inputs,
+            sizes=SIZES,
+            baselines={"terms_by_hand": terms_by_hand},
+            throughput_keys=("itc.B",),
+            throughput_unit="image-text pairs",
+        ),
     )

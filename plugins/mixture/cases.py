@@ -27,7 +27,8 @@ def example_inputs(
         per_term.setdefault(term, {})[dim] = n
     inputs = {}
     for term, dims in per_term.items():
-        factory = losskit.get_spec(DEFAULT_TERMS[term]["name"]).example_inputs
+        bench = losskit.get_spec(DEFAULT_TERMS[term]["name"]).bench
+        factory = bench.example_inputs if bench is not None else None
         if factory is None:
             raise losskit.errors.LosskitError(f"{term}: loss {DEFAULT_TERMS[term]['name']!r} declares no example_inputs")
         inputs[term] = factory(dims, dtype=dtype, device=device, generator=generator)

@@ -20,7 +20,7 @@ from pydantic import (
 import losskit
 from losskit.checks import CheckInputs
 from losskit.errors import AmbiguousLossError, ConfigError, UnknownLossError
-from losskit.registry import default_registry
+from losskit.registry import current_registry
 
 __all__ = ["DEFAULT_TERMS", "DWAOptions", "GradNormOptions", "MixtureConfig", "TermOptions", "UncertaintyOptions", "Weighting"]
 
@@ -137,8 +137,13 @@ class MixtureConfig(losskit.LossConfig):
 
     @field_validator("terms", mode="before")
     @classmethod
-    def _resolve_terms(cls, terms: Any) -> Any:
-        """Validate each term through the registry; errors come back as ``<term>.<field>``."""
+    def _resolve_terms(cls, terms: Any, info: ValidationInfo) -> Any:
+        """Validate each term through the registry in use; errors come back as ``<term>.<field>``.
+
+        The registry is the validation context's ``"registry"`` (a ``Registry`` validating
+        this mixture passes itself), else the one building, else the default one.
+        """
+        registry = current_registry(info)
         if not isinstance(terms, dict):
             return terms  # pydantic reports the type error
         resolved, errors = {}, []
@@ -150,7 +155,7 @@ class MixtureConfig(losskit.LossConfig):
                 ))
                 continue
             try:
-                resolved[name] = default_registry().resolve_config(spec, prefix=name)
+                resolved[name] = registry.resolve_config(spec, prefix=name)
             except ConfigError as exc:
                 errors.extend(exc.errors)
                 continue
@@ -186,8 +191,10 @@ class MixtureConfig(losskit.LossConfig):
     @field_serializer("terms")
     def _dump_terms(self, terms: dict[str, losskit.LossConfig], info: FieldSerializationInfo) -> dict[str, Any]:
         """Each term as ``{"name": qualified name, **fields}`` so a dump validates again."""
-        registry = default_registry()
         return {
-            name: {"name": registry.spec_for_config(cfg).qualified_name, **cfg.model_dump(mode=info.mode)}
+            name: {
+                "name": cfg._losskit_name or current_registry().spec_for_config(cfg).qualified_name,
+                **cfg.model_dump(mode=info.mode),
+            }
             for name, cfg in terms.items()
         }

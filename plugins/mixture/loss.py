@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 import losskit
 from losskit.checks import check_finite, to_float32, value_checks_enabled
-from losskit.registry import default_registry
+from losskit.registry import current_registry
 from losskit_plugins.mixture.config import MixtureConfig
 from losskit_plugins.mixture.terms import call_term
 from losskit_plugins.mixture.weighting import GradNormWeighting, UncertaintyWeighting, make_weighting
@@ -38,7 +38,7 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
 
     def __init__(self, config: MixtureConfig | None = None) -> None:
         super().__init__(config)
-        registry = default_registry()
+        registry = current_registry()  # the registry building this mixture (see Registry.build)
         self.terms = nn.ModuleDict(
             {name: registry.spec_for_config(cfg).loss_class(cfg) for name, cfg in self.config.terms.items()}
         )

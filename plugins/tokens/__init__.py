@@ -10,6 +10,7 @@ label-masking helpers for vision tokens.
 from __future__ import annotations
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit_plugins.tokens.baselines import (
     lm_head_matmul_floor,
     plain_cross_entropy,
@@ -51,23 +52,27 @@ def register_losses(register):
         "token_ce",
         TokenCELoss,
         config=TokenCEConfig,
-        example_inputs=token_ce_inputs,
-        sizes=TOKEN_CE_SIZES,
-        throughput_keys=("B", "T"),
-        throughput_unit="tokens",
-        baselines={"transformers_style": transformers_style_ce, "F.cross_entropy": plain_cross_entropy},
+        bench=BenchSpec(
+            example_inputs=token_ce_inputs,
+            sizes=TOKEN_CE_SIZES,
+            throughput_keys=("B", "T"),
+            throughput_unit="tokens",
+            baselines={"transformers_style": transformers_style_ce, "F.cross_entropy": plain_cross_entropy},
+        ),
     )
     register(
         "linear_token_ce",
         LinearTokenCELoss,
         config=LinearTokenCEConfig,
-        example_inputs=linear_token_ce_inputs,
-        sizes=LINEAR_TOKEN_CE_SIZES,
-        throughput_keys=("B", "T"),
-        throughput_unit="tokens",
-        baselines={
-            "transformers_style": transformers_style_linear_ce,
-            "F.cross_entropy": plain_linear_cross_entropy,
-            "three_matmul_floor": lm_head_matmul_floor,
-        },
+        bench=BenchSpec(
+            example_inputs=linear_token_ce_inputs,
+            sizes=LINEAR_TOKEN_CE_SIZES,
+            throughput_keys=("B", "T"),
+            throughput_unit="tokens",
+            baselines={
+                "transformers_style": transformers_style_linear_ce,
+                "F.cross_entropy": plain_linear_cross_entropy,
+                "three_matmul_floor": lm_head_matmul_floor,
+            },
+        ),
     )

@@ -13,7 +13,7 @@ FAST = {"repeat": 2, "warmup": 1, "min_run_time": 0.001}
 
 
 def _benchable() -> list[str]:
-    return [n for n in losskit.list_losses() if losskit.get_spec(n).example_inputs is not None]
+    return [n for n in losskit.list_losses() if losskit.get_spec(n).bench.example_inputs is not None]
 
 
 @pytest.mark.parametrize("name", _benchable())

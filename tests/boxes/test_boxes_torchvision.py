@@ -222,20 +222,20 @@ def test_bit_identical_to_torchvision_including_ties(kind: str, scale: float, dt
 def test_registered_baselines_compute_the_same_loss(baseline: str, config: dict) -> None:
     # `losskit bench` times these against bbox with the matching config
     spec = losskit.get_spec("bbox")
-    inputs = spec.example_inputs(
-        spec.sizes["small"], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
+    inputs = spec.bench.example_inputs(
+        spec.bench.sizes["small"], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
     )
     ours = losskit.build("bbox", **config)(*inputs.args, **inputs.kwargs)
-    torch.testing.assert_close(ours, spec.baselines[baseline](*inputs.args, **inputs.kwargs), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, spec.bench.baselines[baseline](*inputs.args, **inputs.kwargs), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
 def test_example_inputs_are_valid_boxes_in_every_format(fmt: str) -> None:
     spec = losskit.get_spec("bbox")
-    assert spec.sizes["large"] == {"N": 1_000_000}
+    assert spec.bench.sizes["large"] == {"N": 1_000_000}
     for seed in range(3):
-        pred, target = spec.example_inputs(
-            spec.sizes["tiny"], dtype=torch.float16, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed)
+        pred, target = spec.bench.example_inputs(
+            spec.bench.sizes["tiny"], dtype=torch.float16, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed)
         ).args
         assert pred.requires_grad and not target.requires_grad
         for boxes in (pred, target):

@@ -18,13 +18,13 @@ import losskit
 @pytest.mark.parametrize("name", ["clip", "siglip"])
 def test_open_clip_baseline_matches_the_loss_on_the_example_inputs(name):
     spec = losskit.get_spec(name)
-    assert "open_clip" in spec.baselines
+    assert "open_clip" in spec.bench.baselines
     for size in ("tiny", "small"):
-        inputs = spec.example_inputs(
-            spec.sizes[size], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
+        inputs = spec.bench.example_inputs(
+            spec.bench.sizes[size], dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
         )
         want = losskit.build(name, distributed="none")(*inputs.args, **inputs.kwargs)
-        got = spec.baselines["open_clip"](*inputs.args, **inputs.kwargs)
+        got = spec.bench.baselines["open_clip"](*inputs.args, **inputs.kwargs)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -37,14 +37,14 @@ _WITHOUT_OPEN_CLIP = textwrap.dedent(
     from losskit.registry import Registry
 
     # installed: declared, but registering the losses does not import open_clip
-    assert "open_clip" in Registry().get_spec("clip").baselines
+    assert "open_clip" in Registry().get_spec("clip").bench.baselines
     assert "open_clip" not in sys.modules, "registration imported open_clip"
 
     sys.modules["open_clip"] = None  # from here on `import open_clip` fails: not installed
     registry = Registry()
     for name in ("clip", "siglip"):
-        assert "open_clip" not in registry.get_spec(name).baselines, name
-    assert "dense_ce" in registry.get_spec("clip").baselines
+        assert "open_clip" not in registry.get_spec(name).bench.baselines, name
+    assert "dense_ce" in registry.get_spec("clip").bench.baselines
     assert main(["list"]) == 0
     """
 )

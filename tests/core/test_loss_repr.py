@@ -52,7 +52,7 @@ def test_repr_shows_the_current_value_of_a_learnable_field():
 
 class _ConvertingScaleLoss(_ScaleLoss):
     def learned_values(self) -> dict[str, float]:
-        return {"bias": float(self.log_bias.exp())}
+        return {"bias": float(self.log_bias.detach().exp())}
 
 
 def test_a_transformed_parameter_is_shown_only_through_learned_values():
@@ -61,3 +61,11 @@ def test_a_transformed_parameter_is_shown_only_through_learned_values():
     with torch.no_grad():
         loss.log_bias.fill_(0.0)
     assert "bias=1 (learned)" in repr(loss)
+
+
+def test_bundled_clip_repr_shows_the_trained_temperature():
+    loss = losskit.build("clip", temperature=0.07)
+    with torch.no_grad():
+        loss.log_logit_scale.fill_(torch.tensor(1 / 0.05).log())
+    text = repr(loss)
+    assert "temperature=0.05 (learned)" in text and "0.07" not in text

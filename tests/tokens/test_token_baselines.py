@@ -53,7 +53,7 @@ def test_losskit_bench_times_linear_token_ce_against_the_floor(tmp_path, capsys)
     assert main(["bench", "linear_token_ce", "--size", "tiny", "--json", str(out), *fast]) == 0
     assert "three_matmul_floor" in capsys.readouterr().out
     (case,) = load_report(out).cases
-    assert case.size == dict(losskit.get_spec("linear_token_ce").sizes["tiny"])
+    assert case.size == dict(losskit.get_spec("linear_token_ce").bench.sizes["tiny"])
     impls = {r.impl: r for r in case.impls}
     assert set(impls) == {LOSS_IMPL, "transformers_style", "F.cross_entropy", "three_matmul_floor"}
     floor = impls["three_matmul_floor"]
