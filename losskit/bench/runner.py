@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,11 +23,11 @@ from losskit.bench.cases import (
     throughput_keys,
 )
 from losskit.bench.memory import CUDA_METHOD, cuda_peak_bytes, measure_cpu_memory
+from losskit.bench.progress import progress_bar
 from losskit.bench.results import CaseResult, ImplResult, MemoryResult, Ratios
 from losskit.bench.timing import check_min_run_time, make_step, time_callable
-from losskit.extras import require
 from losskit.registry import get_spec
-from losskit.spec import Inputs
+from losskit.spec import Inputs, LossSpec
 
 __all__ = ["add_cpu_memory", "run_case", "run_cases"]
 
@@ -64,6 +63,31 @@ def _time_impl(
         return ImplResult(impl=impl.label, status="ok", forward=t_fwd, forward_backward=t_fb, memory=mem)
     _free(device)  # outside the except block: the traceback no longer pins the tensors
     return failed
+
+
+def _time_impls(
+    spec: LossSpec,
+    impls: list[Impl],
+    dims: dict[str, int],
+    *,
+    dtype: str,
+    seed: int,
+    notify: Callable[[str], None],
+    **timing: Any,
+) -> list[ImplResult]:
+    """Draw the case's inputs once and time every implementation on them (see :func:`_time_impl`)."""
+    try:
+        inputs = draw_inputs(spec, dims, dtype=dtype, device=timing["device"], seed=seed)
+    except Exception as exc:  # the inputs do not fit: every implementation is OOM (or broken)
+        rows = [_failed(i.label, exc) for i in impls]
+        for i in impls:
+            notify(f"{spec.name} {i.label}")
+        return rows
+    rows = []
+    for impl in impls:
+        rows.append(_time_impl(impl, inputs, **timing))
+        notify(f"{spec.name} {impl.label}")
+    return rows
 
 
 def _ratio(a: float | int | None, b: float | int | None) -> float | None:
@@ -167,23 +191,8 @@ def run_case(
     size_label, dims = resolve_size(spec, size)
     cfg = config_json(config, spec)
     impls = build_impls(spec, config, dev, baselines=baselines)
-    notify = on_step or (lambda _msg: None)
-    try:
-        inputs = draw_inputs(spec, dims, dtype=dtype, device=dev, seed=seed)
-    except Exception as exc:  # the inputs do not fit: every implementation is OOM (or broken)
-        rows = [_failed(i.label, exc) for i in impls]
-        for i in impls:
-            notify(f"{spec.name} {i.label}")
-    else:
-        rows = []
-        for impl in impls:
-            rows.append(
-                _time_impl(
-                    impl, inputs, device=dev, repeat=repeat, warmup=warmup, min_run_time=min_run_time, memory=memory
-                )
-            )
-            notify(f"{spec.name} {impl.label}")
-        del inputs
+    timing = {"device": dev, "repeat": repeat, "warmup": warmup, "min_run_time": min_run_time, "memory": memory}
+    rows = _time_impls(spec, impls, dims, dtype=dtype, seed=seed, notify=on_step or (lambda _msg: None), **timing)
     _free(dev)
     keys = throughput_keys(spec, dims)
     rows = [_with_throughput(r, math.prod(dims[k] for k in keys) if keys else None) for r in rows]
@@ -244,24 +253,6 @@ def _with_throughput(row: ImplResult, batch: int | None) -> ImplResult:
     return row.model_copy(update={"throughput": batch / row.forward_backward.median_s})
 
 
-@contextmanager
-def _progress_bar(steps: int, progress: bool) -> Iterator[Callable[[str], None]]:
-    """A step callback updating a tqdm bar on stderr (shown only on a terminal), or a no-op."""
-    if not progress:
-        yield lambda _msg: None
-        return
-    require("losskit bench's progress bar", ("tqdm",))
-    from tqdm.auto import tqdm
-
-    with tqdm(total=steps, disable=None, unit="impl", desc="losskit bench", leave=False) as bar:
-
-        def on_step(msg: str) -> None:
-            bar.set_postfix_str(msg, refresh=False)
-            bar.update(1)
-
-        yield on_step
-
-
 def run_cases(
     names: Sequence[str] | None = None,
     *,
@@ -291,7 +282,7 @@ def run_cases(
     per_case = {**kwargs, "memory": kwargs.get("memory", True) and not cpu_memory}
     steps = sum((1 + len(bench_of(sp).baselines) * kwargs.get("baselines", True)) for sp in specs) * len(sizes)
     results = []
-    with _progress_bar(steps, progress) as on_step:
+    with progress_bar(steps, progress) as on_step:
         for n in selected:
             for s in sizes:
                 results.append(run_case(n, size=s, strict_size=False, on_step=on_step, **per_case))

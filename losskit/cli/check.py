@@ -36,7 +36,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             report = check_loss(name, seeds=args.seeds, raise_on_failure=False)
         except LosskitError as exc:  # e.g. a raising input factory: one line, then the next loss
-            print(f"{name}: FAILED: {exc}")
+            print(f"{name}: FAILED: {str(exc).removeprefix(f'{name}: ')}")
             status = 1
             continue
         print(report.render())

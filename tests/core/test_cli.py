@@ -107,3 +107,52 @@ def test_usage_error_exit_code(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_show_prints_the_call_signature(capsys):
+    code, out, _ = run(capsys, "show", "focal")
+    assert code == 0
+    assert "  call:  loss(logits, targets)  (loss.compute(...) takes the same" in out
+    code, out, _ = run(capsys, "show", "clip")
+    assert "call:  loss(image_features, text_features, *, group_ids=None)" in out
+
+
+RAISING_FACTORY = """
+import losskit
+from losskit.bench import BenchSpec
+from losskit.loss import reduce
+
+
+class C(losskit.LossConfig):
+    pass
+
+
+class L(losskit.Loss[C]):
+    \"\"\"Sum.\"\"\"
+
+    config_class = C
+
+    def compute(self, x):
+        return losskit.LossOutput(loss=reduce(x.float(), self.config.reduction))
+
+
+def inputs(size, *, dtype, device, generator):
+    raise RuntimeError("no GPU here")
+
+
+@losskit.hookimpl
+def register_losses(register):
+    register("raiser", L, config=C, bench=BenchSpec(example_inputs=inputs))
+"""
+
+
+def test_check_on_a_raising_input_factory_prints_one_line(site):
+    site.add_plugin("raiser-dist", "raiser", [], module="lkp_raiser", source=RAISING_FACTORY)
+    proc = subprocess.run(
+        [sys.executable, "-m", "losskit", "check", "raiser"], capture_output=True, text=True, timeout=120, env=_env_with(site.root)
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        "raiser:raiser: FAILED: its example_inputs factory raised RuntimeError: no GPU here (size {'B': 4, 'D': 3})"
+    ]
+    assert "Traceback" not in proc.stderr
