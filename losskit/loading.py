@@ -112,6 +112,6 @@ def warn_shadowing_disabled(specs: Iterable[LossSpec], names: dict[str, str]) ->
                 f"plugin {spec.plugin!r} registers {spec.name!r}, a name of the bundled plugin {plugin!r}, which "
                 f"LOSSKIT_DISABLE_PLUGINS disables: {spec.name!r} now means {spec.qualified_name!r}",
                 PluginWarning,
-                stacklevel=5,
+                stacklevel=4,  # the call that loaded the plugins (get_spec, list_losses, ...)
             )
 
