@@ -17,9 +17,12 @@ A plugin is any module or object with a ``register_losses`` function marked with
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:
+    from losskit.bench.spec import BenchSpec
 
 __all__ = ["PROJECT", "ENTRY_POINT_GROUP", "Register", "hookimpl", "hookspec"]
 
@@ -34,7 +37,7 @@ class Register(Protocol):
     """The callable a plugin's ``register_losses`` receives (see :func:`losskit.registrar.make_registrar`)."""
 
     def __call__(
-        self, name: str, loss_class: type, *, config: type, summary: str | None = None, bench: Any = None
+        self, name: str, loss_class: type, *, config: type, summary: str | None = None, bench: BenchSpec | None = None
     ) -> None: ...
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losskit.config import LossConfig
 from losskit.errors import PluginError
 from losskit.loss import Loss
 from losskit.plugins import PluginInfo
 from losskit.spec import LossSpec
+
+if TYPE_CHECKING:
+    from losskit.bench.spec import BenchSpec
 
 __all__ = ["LEGACY_BENCH_KEYWORDS", "NAME_PATTERN", "make_registrar"]
 
@@ -47,7 +50,7 @@ def _check_classes(plugin: str, name: Any, loss_class: Any, config: Any) -> None
         )
 
 
-def _bench_spec(plugin: str, name: str, bench: Any, legacy: dict[str, Any]) -> Any:
+def _bench_spec(plugin: str, name: str, bench: Any, legacy: dict[str, Any]) -> BenchSpec | None:
     """The :class:`~losskit.bench.BenchSpec` of one registration (legacy keywords converted)."""
     from losskit.bench.spec import BenchSpec
 
@@ -81,7 +84,7 @@ def make_registrar(info: PluginInfo, staged: dict[str, LossSpec]) -> Callable[..
         *,
         config: type[LossConfig],
         summary: str | None = None,
-        bench: Any = None,
+        bench: BenchSpec | None = None,
         **legacy: Any,
     ) -> None:
         """Register ``loss_class`` under ``name`` with its config model ``config``.
