@@ -80,7 +80,7 @@ def fwd_bwd(loss: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Cal
 
 def bbox_case(n: int, device: torch.device, notes: list[str]) -> dict[str, Any]:
     """``bbox`` GIoU (fused and torch paths) against torchvision on ``n`` fp32 boxes."""
-    inputs = losskit.get_spec("bbox").example_inputs(
+    inputs = losskit.get_spec("bbox").bench.example_inputs(
         {"N": n}, dtype=torch.float32, device=device, generator=torch.Generator().manual_seed(0)
     )
     pred, target = inputs.args
