@@ -14,11 +14,11 @@ from typing import Any
 import losskit
 from losskit_plugins.tokens.baselines import plain_cross_entropy, plain_linear_cross_entropy
 from losskit_plugins.token_box.cases import SIZES, LINEAR_SIZES, linear_token_box_inputs, token_box_inputs
-from losskit_plugins.token_box.config import TokenBoxConfig
+from losskit_plugins.token_box.config import LinearTokenBoxConfig, TokenBoxConfig
 from losskit_plugins.token_box.loss import LinearTokenBoxLoss, TokenBoxLoss
 from losskit_plugins.token_box.vocab import from_tokenizer
 
-__all__ = ["LinearTokenBoxLoss", "TokenBoxConfig", "TokenBoxLoss", "from_tokenizer", "register_losses"]
+__all__ = ["LinearTokenBoxConfig", "LinearTokenBoxLoss", "TokenBoxConfig", "TokenBoxLoss", "from_tokenizer", "register_losses"]
 
 
 @losskit.hookimpl
@@ -28,12 +28,12 @@ def register_losses(register: Any) -> None:
     Their bench baselines are the plain cross-entropy on the same inputs (``F.cross_entropy``
     on the logits, or after the LM-head matmul): the cost of the CE step the box loss sits beside.
     """
-    common = {"config": TokenBoxConfig, "throughput_keys": ("B", "T"), "throughput_unit": "tokens"}
+    common = {"throughput_keys": ("B", "T"), "throughput_unit": "tokens"}
     register(
-        "token_box", TokenBoxLoss, example_inputs=token_box_inputs, sizes=SIZES,
+        "token_box", TokenBoxLoss, config=TokenBoxConfig, example_inputs=token_box_inputs, sizes=SIZES,
         baselines={"token_ce_beside_it": plain_cross_entropy}, **common,
     )
     register(
-        "linear_token_box", LinearTokenBoxLoss, example_inputs=linear_token_box_inputs, sizes=LINEAR_SIZES,
+        "linear_token_box", LinearTokenBoxLoss, config=LinearTokenBoxConfig, example_inputs=linear_token_box_inputs, sizes=LINEAR_SIZES,
         baselines={"linear_ce_beside_it": plain_linear_cross_entropy}, **common,
     )

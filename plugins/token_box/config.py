@@ -12,7 +12,7 @@ from losskit_plugins.boxes.config import BoxLossConfig
 from losskit_plugins.boxes.inputs import BoxFormat
 from losskit_plugins.tokens.config import TokenCEConfig
 
-__all__ = ["Style", "TokenBoxConfig"]
+__all__ = ["LinearTokenBoxConfig", "Style", "TokenBoxConfig"]
 
 Style = Literal["digits", "loc_tokens"]
 
@@ -103,6 +103,11 @@ class TokenBoxConfig(losskit.LossConfig):
         if self.loc_token_ids is not None:
             return list(self.loc_token_ids)
         return list(range(self.loc_first_id or 0, (self.loc_first_id or 0) + (self.num_bins or 0)))
+
+
+class LinearTokenBoxConfig(TokenBoxConfig):
+    """Configuration of ``linear_token_box``: the same fields as ``token_box``'s (its own class, so a
+    config instance names its loss)."""
 
 
 def _distinct(name: str, ids: list[int]) -> None:

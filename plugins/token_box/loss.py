@@ -9,7 +9,7 @@ from torch import Tensor
 import losskit
 from losskit.checks import check_finite, check_float, check_size, compute_dtype, value_checks_enabled
 from losskit_plugins.boxes.inputs import check_num_boxes
-from losskit_plugins.token_box.config import TokenBoxConfig
+from losskit_plugins.token_box.config import LinearTokenBoxConfig, TokenBoxConfig
 from losskit_plugins.token_box.output import box_output, raise_malformed
 from losskit_plugins.token_box.parse import coordinate_lookup, parse_boxes
 from losskit_plugins.token_box.terms import box_terms, token_values
@@ -109,6 +109,8 @@ class LinearTokenBoxLoss(_CoordinateLoss):
     materialises ``[N, V]`` logits. Gradients reach ``hidden``, the K rows of ``weight``
     and of ``bias``.
     """
+
+    config_class = LinearTokenBoxConfig
 
     def compute(
         self,

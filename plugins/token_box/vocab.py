@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from losskit.config import validate_config
-from losskit_plugins.token_box.config import TokenBoxConfig
+from losskit_plugins.token_box.config import LinearTokenBoxConfig, TokenBoxConfig
 
 __all__ = ["QWEN2_VL_BOX_TOKENS", "from_tokenizer"]
 
@@ -49,6 +49,7 @@ def from_tokenizer(
     *,
     num_bins: int = 1000,
     loc_template: str = "<loc_{}>",
+    linear: bool = False,
     **overrides: Any,
 ) -> TokenBoxConfig:
     """A :class:`TokenBoxConfig` whose coordinate vocabulary comes from ``tok``.
@@ -61,6 +62,7 @@ def from_tokenizer(
             tokens named by ``loc_template`` (Florence-2: 1000 ``<loc_k>``; PaliGemma: 1024).
         num_bins: loc_tokens: the number of bins (default 1000).
         loc_template: loc_tokens: the token of bin ``k`` as ``loc_template.format(k)``.
+        linear: return a :class:`LinearTokenBoxConfig` (builds ``linear_token_box``).
         **overrides: further config fields (weights, ``iou_loss``, ``box_format`` ...).
 
     Raises:
@@ -73,4 +75,5 @@ def from_tokenizer(
         fields = _loc_tokens(tok, num_bins, loc_template)
     else:
         raise ValueError(f"style: expected 'qwen2_vl' or 'loc_tokens', got {style!r}")
-    return validate_config(TokenBoxConfig, {**fields, **overrides})  # type: ignore[return-value]
+    config_class = LinearTokenBoxConfig if linear else TokenBoxConfig
+    return validate_config(config_class, {**fields, **overrides})  # type: ignore[return-value]

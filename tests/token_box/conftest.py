@@ -249,3 +249,30 @@ def problems(draw, *, style: str | None = None) -> Problem:
 def ref() -> SimpleNamespace:
     """The reference helpers of the token_box tests."""
     return SimpleNamespace(reference=reference, problems=problems, parse_row=parse_row, boxes=boxes_ref, IGNORE=IGNORE)
+
+
+def word_level_tokenizer(tokens: list[str]):
+    """A ``transformers.PreTrainedTokenizerFast`` over a ``tokenizers`` WordLevel model built here.
+
+    Ids follow ``tokens``' order; text is split into single punctuation marks and digits
+    (as Qwen2 splits numbers) and words; nothing is downloaded.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation()]
+    )
+    specials = [t for t in tokens if t.startswith("<") or t == "[UNK]"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    return tok
+
+
+@pytest.fixture(scope="session")
+def qwen_like_tokenizer():
+    """Digits, Qwen2-VL's box tokens, punctuation and a few words, in a shuffled id order."""
+    words = ["[UNK]", "the", "cat", "(", "<|box_start|>", "7", ",", "0", "3", "1", ")", "9", "<|box_end|>",
+             "2", "4", "is", "5", "6", "8", "at", "<|im_end|>"]
+    return word_level_tokenizer(words)
