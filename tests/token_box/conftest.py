@@ -248,7 +248,10 @@ def problems(draw, *, style: str | None = None) -> Problem:
 @pytest.fixture(scope="session")
 def ref() -> SimpleNamespace:
     """The reference helpers of the token_box tests."""
-    return SimpleNamespace(reference=reference, problems=problems, parse_row=parse_row, boxes=boxes_ref, IGNORE=IGNORE)
+    return SimpleNamespace(
+        reference=reference, problems=problems, parse_row=parse_row, boxes=boxes_ref, IGNORE=IGNORE,
+        word_level_tokenizer=word_level_tokenizer,
+    )
 
 
 def word_level_tokenizer(tokens: list[str]):
