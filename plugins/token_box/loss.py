@@ -11,7 +11,7 @@ from losskit.checks import check_finite, check_float, check_size, compute_dtype,
 from losskit_plugins.boxes.inputs import check_num_boxes
 from losskit_plugins.token_box.config import LinearTokenBoxConfig, TokenBoxConfig
 from losskit_plugins.token_box.output import box_output, raise_malformed
-from losskit_plugins.token_box.parse import coordinate_lookup, parse_boxes
+from losskit_plugins.token_box.parse import DeviceVocabulary, device_vocabulary, parse_boxes
 from losskit_plugins.token_box.terms import box_terms, token_values
 from losskit_plugins.tokens.inputs import flat_labels, flat_rows
 
@@ -23,8 +23,8 @@ class _CoordinateLoss(losskit.Loss[TokenBoxConfig]):
 
     config_class = TokenBoxConfig
 
-    def _ids(self, num_classes: int, device: torch.device, inputs_name: str) -> Tensor:
-        """``[K]`` coordinate ids on ``device``, checked against the vocabulary size (no data read)."""
+    def _vocabulary(self, num_classes: int, device: torch.device, inputs_name: str) -> DeviceVocabulary:
+        """The coordinate vocabulary on ``device``, its ids checked against the vocabulary size (no data read)."""
         cfg = self.config
         ids = cfg.coordinate_ids()
         field = "digit_token_ids" if cfg.style == "digits" else ("loc_token_ids" if cfg.loc_token_ids else "loc_first_id")
@@ -32,10 +32,11 @@ class _CoordinateLoss(losskit.Loss[TokenBoxConfig]):
         for name, i in [(field, max(ids))] + list(zip(("box_start_id", "box_end_id"), extra)):
             if i >= num_classes:
                 raise ValueError(f"{name}: token id {i} is outside the vocabulary of {inputs_name} (V = {num_classes})")
-        return torch.tensor(ids, dtype=torch.long, device=device)
+        seps = tuple(cfg.separator_ids) if cfg.style == "digits" and cfg.separator_ids else None
+        return device_vocabulary(tuple(ids), seps, num_classes, device)
 
     def _finish(
-        self, z: Tensor, labels: object, rows_shape: torch.Size, num_classes: int, ids: Tensor,
+        self, z: Tensor, labels: object, rows_shape: torch.Size, vocab: DeviceVocabulary,
         inputs_name: str, num_boxes: object,
     ) -> losskit.LossOutput:
         """Parse ``labels``, run the terms on the coordinate logits ``z [N, K]`` and reduce."""
@@ -46,18 +47,18 @@ class _CoordinateLoss(losskit.Loss[TokenBoxConfig]):
                 raise ValueError(f"num_boxes: only used by reduction='mean', got reduction={cfg.reduction!r}")
             normalizer = check_num_boxes(num_boxes, z.device)
         flat = flat_labels(
-            labels, rows_shape, num_classes, inputs_name=inputs_name, device=z.device, shift=cfg.shift,
+            labels, rows_shape, vocab.table.shape[0], inputs_name=inputs_name, device=z.device, shift=cfg.shift,
             ignore_index=cfg.ignore_index,
         )
         shifted = torch.where(flat.targets.valid, flat.targets.index, cfg.ignore_index)
         grid = shifted.reshape(flat.shape)  # [B, T], or [N] read as one row
-        layout = parse_boxes(cfg, grid if grid.dim() == 2 else grid[None], coordinate_lookup(ids, num_classes))
+        layout = parse_boxes(cfg, grid if grid.dim() == 2 else grid[None], vocab)
         checks = value_checks_enabled(cfg.check_inputs, z.device)
         if checks:
             check_finite(**{inputs_name: z})
             if cfg.on_malformed == "raise":
                 raise_malformed(layout, flat.shape)
-        terms = box_terms(cfg, z, layout, token_values(cfg, ids.numel(), z.dtype, z.device))
+        terms = box_terms(cfg, z, layout, token_values(cfg, vocab.ids.numel(), z.dtype, z.device))
         return box_output(cfg, terms, layout, flat.shape, normalizer)
 
 
@@ -93,9 +94,9 @@ class TokenBoxLoss(_CoordinateLoss):
     def compute(self, logits: Tensor, labels: Tensor, *, num_boxes: Tensor | float | None = None) -> losskit.LossOutput:
         """Loss, parts and metrics of ``logits [B, T, V] / [N, V]`` against ``labels``; see the class docstring."""
         rows = flat_rows(logits, "logits", "[B, T, V] or [N, V]")  # [N, V] (a view)
-        ids = self._ids(rows.shape[1], rows.device, "logits")
-        z = rows.index_select(1, ids).to(compute_dtype(logits))  # [N, K]: the only columns read
-        return self._finish(z, labels, logits.shape[:-1], rows.shape[1], ids, "logits", num_boxes)
+        vocab = self._vocabulary(rows.shape[1], rows.device, "logits")
+        z = rows.index_select(1, vocab.ids).to(compute_dtype(logits))  # [N, K]: the only columns read
+        return self._finish(z, labels, logits.shape[:-1], vocab, "logits", num_boxes)
 
 
 class LinearTokenBoxLoss(_CoordinateLoss):
@@ -128,8 +129,8 @@ class LinearTokenBoxLoss(_CoordinateLoss):
         if bias is not None:
             bias = check_float(bias, "bias", 1, layout="[V]")
             check_size(bias, "bias", 0, weight.shape[0], "the vocabulary size of weight")
-        ids = self._ids(weight.shape[0], rows.device, "weight")
+        vocab = self._vocabulary(weight.shape[0], rows.device, "weight")
         dtype = compute_dtype(hidden, weight, bias)
-        head = weight.index_select(0, ids)  # [K, H]: the coordinate rows only
-        z = F.linear(rows, head, None if bias is None else bias.index_select(0, ids)).to(dtype)  # [N, K]
-        return self._finish(z, labels, hidden.shape[:-1], weight.shape[0], ids, "hidden", num_boxes)
+        head = weight.index_select(0, vocab.ids)  # [K, H]: the coordinate rows only
+        z = F.linear(rows, head, None if bias is None else bias.index_select(0, vocab.ids)).to(dtype)  # [N, K]
+        return self._finish(z, labels, hidden.shape[:-1], vocab, "hidden", num_boxes)

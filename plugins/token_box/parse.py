@@ -17,6 +17,7 @@ no data-dependent shape (``nonzero``, ``.item()``) is ever needed.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from losskit_plugins.token_box.config import TokenBoxConfig
 
-__all__ = ["BoxLayout", "Problems", "coordinate_lookup", "parse_boxes"]
+__all__ = ["BoxLayout", "DeviceVocabulary", "Problems", "device_vocabulary", "parse_boxes"]
 
 
 class Problems(NamedTuple):
@@ -48,10 +49,24 @@ class BoxLayout(NamedTuple):
     problems: Problems
 
 
-def coordinate_lookup(ids: Tensor, num_classes: int) -> Tensor:
-    """``[V]`` long table: the index of each coordinate token id in ``ids [K]``, -1 elsewhere."""
-    table = torch.full((num_classes,), -1, dtype=torch.long, device=ids.device)
-    return table.index_copy_(0, ids, torch.arange(ids.numel(), device=ids.device))
+class DeviceVocabulary(NamedTuple):
+    """The coordinate vocabulary as tensors on one device."""
+
+    ids: Tensor  # [K] long: the coordinate token ids in value order
+    table: Tensor  # [V] long: index of each token id among the coordinate tokens, -1 elsewhere
+    separators: Tensor | None  # [S] long: the separator ids (digits), None when any token separates
+
+
+@functools.lru_cache(maxsize=32)
+def device_vocabulary(
+    ids: tuple[int, ...], separators: tuple[int, ...] | None, num_classes: int, device: torch.device
+) -> DeviceVocabulary:
+    """Build (once per vocabulary, size and device: a host-to-device copy is a synchronisation) the tensors."""
+    ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+    table = torch.full((num_classes,), -1, dtype=torch.long, device=device)
+    table.index_copy_(0, ids_t, torch.arange(len(ids), device=device))
+    seps = None if not separators else torch.tensor(separators, dtype=torch.long, device=device)
+    return DeviceVocabulary(ids_t, table, seps)
 
 
 def _last(flags: Tensor, positions: Tensor) -> Tensor:
@@ -69,7 +84,7 @@ def _after(flags: Tensor) -> Tensor:
     return F.pad(flags[:, :-1], (1, 0), value=False)
 
 
-def _parse_digits(cfg: TokenBoxConfig, labels: Tensor, coord: Tensor) -> tuple[Tensor, ...]:
+def _parse_digits(cfg: TokenBoxConfig, labels: Tensor, coord: Tensor, seps: Tensor | None) -> tuple[Tensor, ...]:
     """Digits: ``(member, anchor, number, place, is_anchor, problems)``, each ``[R, T]`` (problems ``[N]``)."""
     r, t = labels.shape
     n = r * t
@@ -82,8 +97,7 @@ def _parse_digits(cfg: TokenBoxConfig, labels: Tensor, coord: Tensor) -> tuple[T
     prev_end = F.pad(last_end[:, :-1], (1, 0), value=-1)
     closes = is_end & (last_start > prev_end)  # this end closes the open box
     digit = inside & (coord >= 0)
-    if cfg.separator_ids:
-        seps = torch.tensor(cfg.separator_ids, device=labels.device)
+    if seps is not None:
         foreign = inside & (coord < 0) & ~torch.isin(labels, seps)
     else:
         foreign = inside & (coord < 0) & (labels == cfg.ignore_index)
@@ -113,15 +127,14 @@ def _parse_loc(labels: Tensor, coord: Tensor) -> tuple[Tensor, ...]:
     return loc, anchor, number, torch.ones(r, t, dtype=torch.float64, device=labels.device), loc & (number == 0), Problems(count, ones - 1, ones)
 
 
-def parse_boxes(cfg: TokenBoxConfig, labels: Tensor, table: Tensor) -> BoxLayout:
-    """Parse shifted ``labels [R, T]`` (long, ``ignore_index`` kept) into a :class:`BoxLayout`.
-
-    ``table`` is :func:`coordinate_lookup` of the coordinate ids over the vocabulary.
-    """
+def parse_boxes(cfg: TokenBoxConfig, labels: Tensor, vocab: DeviceVocabulary) -> BoxLayout:
+    """Parse shifted ``labels [R, T]`` (long, ``ignore_index`` kept) into a :class:`BoxLayout`."""
     valid = labels != cfg.ignore_index
-    coord = torch.where(valid, table[torch.where(valid, labels, 0)], -1)  # [R, T] coordinate index or -1
-    parse = _parse_digits if cfg.style == "digits" else (lambda _cfg, lab, c: _parse_loc(lab, c))
-    member, anchor, number, place, is_anchor, problems = parse(cfg, labels, coord)
+    coord = torch.where(valid, vocab.table[torch.where(valid, labels, 0)], -1)  # [R, T] coordinate index or -1
+    if cfg.style == "digits":
+        member, anchor, number, place, is_anchor, problems = _parse_digits(cfg, labels, coord, vocab.separators)
+    else:
+        member, anchor, number, place, is_anchor, problems = _parse_loc(labels, coord)
     ok = (problems.numbers == 4) & (problems.foreign == 0) & (problems.closed == 1)  # [N] per anchor
     is_anchor = is_anchor.reshape(-1)
     anchor = anchor.reshape(-1)

@@ -29,8 +29,6 @@ from losskit_plugins.token_box.parse import BoxLayout
 
 __all__ = ["BoxTerms", "box_terms", "token_values"]
 
-_UNIT_BOX = (0.0, 0.0, 1.0, 1.0)  # stands in for the empty anchor slots: valid in every box format
-
 
 class BoxTerms(NamedTuple):
     """Per-position ``[N]`` terms (zero away from their anchors / coordinate tokens) and IoUs per anchor."""
@@ -73,8 +71,11 @@ def _boxes(cfg: TokenBoxConfig, token_value: Tensor, layout: BoxLayout) -> Tenso
 
 
 def _in_slots(boxes: Tensor, ok: Tensor) -> Tensor:
-    """Boxes at well-formed anchors, the unit box elsewhere (no gradient reaches those slots)."""
-    unit = boxes.new_tensor(_UNIT_BOX)
+    """Boxes at well-formed anchors, the unit box (0, 0, 1, 1: valid in every format) elsewhere.
+
+    No gradient reaches those slots; the unit box is built on the device (no host copy).
+    """
+    unit = torch.cat((boxes.new_zeros(2), boxes.new_ones(2)))
     return torch.where(ok[:, None], boxes, unit)
 
 
