@@ -10,7 +10,11 @@ batches, for the same steps and learning rate: with ``token_ce`` alone, and with
 held-out split then gives the mean IoU (a malformed box scores 0) and the share of
 well-formed boxes; the table reports mean and standard deviation over seeds.
 
-    python benchmarks/token_box_experiment.py                     # the docs figure (2 CPU cores)
+    python benchmarks/token_box_experiment.py                     # everything in one process
+    # the docs figure: one process per vocabulary (2 CPU cores), then one table and plot
+    python benchmarks/token_box_experiment.py --styles digits --out /tmp/d.json --plot /tmp/d.png &
+    python benchmarks/token_box_experiment.py --styles loc_tokens --out /tmp/l.json --plot /tmp/l.png; wait
+    python benchmarks/token_box_experiment.py --combine /tmp/d.json /tmp/l.json
     python benchmarks/token_box_experiment.py --steps 100 --seeds 2 --quick-eval   # a smoke run
 
 Writes ``--out`` (default ``benchmarks/results/token_box_experiment.json``) and the plot
@@ -172,8 +176,24 @@ def train_once(args: argparse.Namespace, vocab: Vocabulary, seed: int, with_box:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    result = evaluate(model, vocab, *data["test"])
-    return result | {"seconds": time.perf_counter() - start}
+    result = evaluate(model, vocab, *data["test"]) | {"seconds": time.perf_counter() - start}
+    arm = "CE + token_box" if with_box else "CE"
+    print(f"{vocab.style} | {arm} | seed {seed}: {result}", flush=True)
+    return result
+
+
+def run_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
+    """Every style, arm and seed, on one generated dataset."""
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(1234)  # one dataset for every run
+    data = {"train": make_data(args.train, args.size, gen), "test": make_data(args.test, args.size, gen)}
+    return {
+        style: {
+            arm: [train_once(args, Vocabulary(style, args.size), seed, arm != "CE", data) for seed in range(args.seeds)]
+            for arm in ("CE", "CE + token_box")
+        }
+        for style in args.styles
+    }
 
 
 def summarise(runs: list[dict], key: str) -> tuple[float, float]:
@@ -207,7 +227,7 @@ def plot(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--size", type=int, default=16, help="image side in pixels (a multiple of 4)")
@@ -217,21 +237,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train", type=int, default=4000)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--styles", nargs="+", default=["digits", "loc_tokens"])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (run one process per style to use 2 cores)")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="only merge these result files (e.g. one per style) into one table, record and plot")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "token_box_experiment.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "token_box_experiment.png")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    gen = torch.Generator().manual_seed(1234)  # one dataset for every run
-    data = {"train": make_data(args.train, args.size, gen), "test": make_data(args.test, args.size, gen)}
-    results: dict[str, dict[str, list[dict]]] = {}
     began = time.perf_counter()
-    for style in args.styles:
-        vocab = Vocabulary(style, args.size)
-        results[style] = {
-            arm: [train_once(args, vocab, seed, arm != "CE", data) for seed in range(args.seeds)]
-            for arm in ("CE", "CE + token_box")
-        }
+    if args.combine:
+        parts = [json.loads(path.read_text()) for path in args.combine]
+        results = {style: arms for part in parts for style, arms in part["results"].items()}
+        began -= max(part["total_seconds"] for part in parts)  # the parts ran side by side
+    else:
+        results = run_all(args)
     print("| vocabulary | loss | mean IoU | well-formed | seconds / run |\n|---|---|---|---|---|")
     for style, arms in results.items():
         for arm, runs in arms.items():
@@ -240,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{statistics.mean(r['seconds'] for r in runs):.1f} |")
     record = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
               "total_seconds": time.perf_counter() - began}
+    if args.combine:
+        record["parts_args"] = [part["args"] for part in parts]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     plot(results, args.plot)
