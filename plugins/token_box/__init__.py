@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import losskit
+from losskit.bench import BenchSpec
 from losskit_plugins.tokens.baselines import plain_cross_entropy, plain_linear_cross_entropy
 from losskit_plugins.token_box.cases import SIZES, LINEAR_SIZES, linear_token_box_inputs, token_box_inputs
 from losskit_plugins.token_box.config import LinearTokenBoxConfig, TokenBoxConfig
@@ -28,12 +29,27 @@ def register_losses(register: Any) -> None:
     Their bench baselines are the plain cross-entropy on the same inputs (``F.cross_entropy``
     on the logits, or after the LM-head matmul): the cost of the CE step the box loss sits beside.
     """
-    common = {"throughput_keys": ("B", "T"), "throughput_unit": "tokens"}
     register(
-        "token_box", TokenBoxLoss, config=TokenBoxConfig, example_inputs=token_box_inputs, sizes=SIZES,
-        baselines={"token_ce_beside_it": plain_cross_entropy}, **common,
+        "token_box",
+        TokenBoxLoss,
+        config=TokenBoxConfig,
+        bench=BenchSpec(
+            example_inputs=token_box_inputs,
+            sizes=SIZES,
+            baselines={"token_ce_beside_it": plain_cross_entropy},
+            throughput_keys=("B", "T"),
+            throughput_unit="tokens",
+        ),
     )
     register(
-        "linear_token_box", LinearTokenBoxLoss, config=LinearTokenBoxConfig, example_inputs=linear_token_box_inputs, sizes=LINEAR_SIZES,
-        baselines={"linear_ce_beside_it": plain_linear_cross_entropy}, **common,
+        "linear_token_box",
+        LinearTokenBoxLoss,
+        config=LinearTokenBoxConfig,
+        bench=BenchSpec(
+            example_inputs=linear_token_box_inputs,
+            sizes=LINEAR_SIZES,
+            baselines={"linear_ce_beside_it": plain_linear_cross_entropy},
+            throughput_keys=("B", "T"),
+            throughput_unit="tokens",
+        ),
     )
