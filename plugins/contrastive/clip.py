@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 import losskit
@@ -47,7 +49,7 @@ class ClipLoss(PairContrastiveLoss[ClipConfig]):
     config_class = ClipConfig
 
     def _score(
-        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool
+        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool, **_: Any
     ) -> losskit.LossOutput:
         cfg = self.config
         ab, ba = layout(a, b, groups, gather=self.gathering(), local_loss=cfg.local_loss)

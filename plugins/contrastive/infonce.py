@@ -9,11 +9,10 @@ import torch
 from torch import Tensor
 
 import losskit
-from losskit.checks import check_float, check_index, check_same_device, check_size
+from losskit.checks import check_float, check_index, check_same_device, check_size, compute_dtype
 from losskit.loss import reduce
-from losskit.checks import compute_dtype
 from losskit_plugins.contrastive.base import ContrastiveLoss
-from losskit_plugins.contrastive.checks import check_features, check_group_ids, no_autocast, prepare
+from losskit_plugins.contrastive.checks import check_features, check_group_ids, check_values, no_autocast, prepare
 from losskit_plugins.contrastive.layout import layout
 from losskit_plugins.contrastive.config import InfoNCEConfig
 from losskit_plugins.contrastive.softmax import softmax_directions
@@ -66,8 +65,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         group_ids: Tensor | None = None,
     ) -> losskit.LossOutput:
         """The loss with its ``parts`` and ``metrics``."""
-        with no_autocast(query):
-            return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=True)
+        return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=True)
 
     def forward(
         self,
@@ -79,8 +77,7 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         group_ids: Tensor | None = None,
     ) -> Tensor:
         """``compute(...).loss``, skipping the metrics' extra passes over the logits."""
-        with no_autocast(query):
-            return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=False).loss
+        return self._score(query, positive_key, negative_keys, positive_mask, group_ids, metrics=False).loss
 
     def _score(
         self,
@@ -97,24 +94,24 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         negs = _check_negatives(negative_keys, n, d, q.device)
         mask = _check_mask(positive_mask, n, q.device)
         groups = check_group_ids(group_ids, n, q.device)
-        if mask is not None and groups is not None:
-            raise ValueError("positive_mask, group_ids: pass at most one of them")
         cfg = self.config
-        if negs is None and not cfg.in_batch_negatives:
-            raise ValueError("negative_keys: required with in_batch_negatives=false, else no row has a negative")
         gather = self.gathering()
-        if gather and negs is not None and not cfg.local_loss:
-            raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")
+        _check_options(cfg, mask, groups, negs, gather)
+        check_values(cfg.check_inputs, query=q, positive_key=k, negative_keys=negs, positive_mask=mask)
+        if cfg.exclude_self:  # the (i, i) pair is not a positive (and, in softmax_directions, not a negative)
+            same = mask.bool() if mask is not None else groups[:, None] == groups[None, :]  # [N, N]
+            mask, groups = same & ~torch.eye(n, dtype=torch.bool, device=q.device), None
         dtype = compute_dtype(q, k, negs)
-        a, b = prepare(q, dtype), prepare(k, dtype)
-        extra = None if negs is None else prepare(negs, dtype)
-        scale = self.scale(dtype, a.device)
-        ab, ba = layout(a, b, groups, gather=gather, local_loss=cfg.local_loss, mask=mask)
-        scored = softmax_directions(
-            ab, ba, scale, None, cfg,
-            want_ab=True, want_ba=cfg.symmetric, metrics=metrics, names=("q2k", "k2q"),
-            extra=extra, in_batch_negatives=cfg.in_batch_negatives,
-        )
+        with no_autocast(q):
+            a, b = prepare(q, dtype), prepare(k, dtype)
+            extra = None if negs is None else prepare(negs, dtype)
+            scale = self.scale(dtype, a.device)
+            ab, ba = layout(a, b, groups, gather=gather, local_loss=cfg.local_loss, mask=None if mask is None else mask.bool())
+            scored = softmax_directions(
+                ab, ba, scale, None, cfg,
+                want_ab=True, want_ba=cfg.symmetric, metrics=metrics, names=("q2k", "k2q"),
+                extra=extra, in_batch_negatives=cfg.in_batch_negatives, exclude_self=cfg.exclude_self,
+            )
         assert scored.ab is not None
         per_sample = scored.ab if scored.ba is None else (scored.ab + scored.ba) / 2  # [N]
         normalizer = scored.has_positive.sum().clamp_min(1).to(per_sample.dtype)
@@ -126,14 +123,31 @@ class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
         )
 
 
+def _check_options(cfg: InfoNCEConfig, mask: Tensor | None, groups: Tensor | None, negs: Tensor | None, gather: bool) -> None:
+    """Combinations of arguments and options that cannot be scored."""
+    if mask is not None and groups is not None:
+        raise ValueError("positive_mask, group_ids: pass at most one of them")
+    if negs is None and not cfg.in_batch_negatives:
+        raise ValueError("negative_keys: required with in_batch_negatives=false, else no row has a negative")
+    if gather and negs is not None and not cfg.local_loss:
+        raise ValueError("negative_keys: with distributed gathering they belong to this rank's queries; set local_loss=true")
+    if cfg.exclude_self and mask is None and groups is None:
+        raise ValueError(
+            "exclude_self: needs group_ids or positive_mask (query and positive_key are the same set; "
+            "with the diagonal excluded the matching pair is gone)"
+        )
+    if cfg.exclude_self and gather:
+        raise ValueError("exclude_self: not supported when gathering across processes")
+
+
 def _check_negatives(t: Any, n: int, d: int, device: torch.device) -> Tensor | None:
     if t is None:
         return None
     check_float(t, "negative_keys", (2, 3), layout="[M, D] or [N, M, D]")
+    check_same_device(query=torch.empty(0, device=device), negative_keys=t)
     check_size(t, "negative_keys", t.dim() - 1, d, "the feature dim of query")
     if t.dim() == 3:
         check_size(t, "negative_keys", 0, n, "the batch size of query")
-    check_same_device(query=torch.empty(0, device=device), negative_keys=t)
     return t
 
 
@@ -141,7 +155,7 @@ def _check_mask(t: Any, n: int, device: torch.device) -> Tensor | None:
     if t is None:
         return None
     check_index(t, "positive_mask", 2, layout="[N, N]", allow_bool=True)
+    check_same_device(query=torch.empty(0, device=device), positive_mask=t)
     if tuple(t.shape) != (n, n):
         raise ValueError(f"positive_mask: expected shape ({n}, {n}) ([N, N], N = batch size), got {tuple(t.shape)}")
-    check_same_device(query=torch.empty(0, device=device), positive_mask=t)
-    return t.bool()
+    return t
