@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import Tensor
 
@@ -48,10 +50,12 @@ def prepare(t: Tensor, dtype: torch.dtype) -> Tensor:
     return to_float32(t).to(dtype)
 
 
-def no_autocast(first: Tensor) -> torch.autocast:
+def no_autocast(first: Tensor) -> AbstractContextManager[object]:
     """Autocast off on the (checked) inputs' device: logits are formed in fp32 even inside
-    ``torch.autocast`` regions (fp16/bf16 features are upcast by :func:`prepare`)."""
-    return torch.autocast(device_type=first.device.type, enabled=False)
+    ``torch.autocast`` regions (fp16/bf16 features are upcast by :func:`prepare`). A device
+    without autocast (``meta``) needs nothing."""
+    kind = first.device.type
+    return torch.autocast(device_type=kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext()
 
 
 def check_values(mode: InputChecks, **tensors: Tensor | None) -> None:
