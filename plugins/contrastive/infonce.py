@@ -21,33 +21,22 @@ __all__ = ["InfoNCELoss"]
 
 
 class InfoNCELoss(ContrastiveLoss[InfoNCEConfig]):
-    """InfoNCE of queries against keys.
+    """InfoNCE of queries against keys (van den Oord et al. 2018; info-nce-pytorch conventions).
 
     Call: ``loss(query [N, D], positive_key [N, D], negative_keys=None, *,
-    positive_mask=None [N, N] bool, group_ids=None [N])``; ``negative_keys`` is
-    ``[M, D]`` (shared by every query) or ``[N, M, D]`` (per query).
+    positive_mask=None [N, N] bool, group_ids=None [N])``; ``negative_keys`` is ``[M, D]``
+    (shared by every query) or ``[N, M, D]`` (per query).
 
-    Row ``i``'s logits are ``query_i . key / temperature`` (features L2-normalised
-    when ``normalize``) over the in-batch keys (``in_batch_negatives``: every key that
-    is not a positive of ``i`` is a negative) and the explicit ``negative_keys``, all in
-    the same denominator. Positives: key ``i`` by default, or ``positive_mask[i, j]``,
-    or equal ``group_ids`` (pass at most one of the two). With several positives the
-    row's loss is the mean over positives of ``-log softmax`` of that positive among
-    itself and the negatives (other positives are never in its denominator; see
-    :class:`~losskit_plugins.contrastive.clip.ClipLoss` for why). A row without any
-    positive gives 0 and is left out of the ``"mean"``; a positive without negatives
-    scores 0.
-
-    Compatibility with info-nce-pytorch ``InfoNCE(temperature=0.1,
-    negative_mode=...)``: with ``negative_keys`` and ``in_batch_negatives=False`` the
-    value is identical; without ``negative_keys`` it equals its in-batch mode.
-    ``in_batch_negatives=False`` needs ``negative_keys`` (``ValueError`` otherwise).
-
-    ``symmetric``: also score keys against queries over the in-batch part and average
-    both directions (per sample). ``hard_negative_beta``/``debias_tau_plus``: see
-    :mod:`losskit_plugins.contrastive.softmax`. The temperature is fixed by default
-    (read from the config at every call); ``learnable_temperature`` makes it a
-    parameter ``log_logit_scale``.
+    Row ``i`` scores ``query_i . key / temperature`` (L2-normalised when ``normalize``) over
+    the in-batch keys that are not its positives (``in_batch_negatives``, default true) and
+    the ``negative_keys``, in one denominator. Positives: key ``i``, or ``positive_mask``, or
+    equal ``group_ids`` (at most one of the two); with several, the mean over them of each
+    one's ``-log softmax`` among itself and the negatives (docs/contrastive.md). A row without
+    a positive gives 0 and is left out of the ``"mean"``. ``symmetric``: also keys against
+    queries (in-batch part), averaged. ``exclude_self``: query and key sets are one (SimCLR /
+    NT-Xent, pytorch-metric-learning's ``NTXentLoss``), ``(i, i)`` is neither positive nor
+    negative. Defaults: temperature 0.1, fixed (read from the config at each call; a
+    parameter ``log_logit_scale`` when ``learnable_temperature``).
 
     Metrics: ``accuracy_q2k`` (and ``accuracy_k2q``), ``positive_logit``,
     ``negative_logit`` (in-batch), ``logit_scale``, ``temperature``.

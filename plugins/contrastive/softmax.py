@@ -160,6 +160,19 @@ def _engine(
     return pairwise_loss(lay.rows, y, scale, bias, o)
 
 
+def _needs_generic(cfg: _SoftmaxConfig, extra: Tensor | None, in_batch_negatives: bool, exclude_self: bool) -> bool:
+    """Whether an option needs the dense autograd path (refused with ``chunk_size``)."""
+    generic = cfg.hard_negative_beta > 0 or cfg.debias_tau_plus > 0 or not in_batch_negatives or exclude_self or (
+        extra is not None and extra.dim() == 3
+    )
+    if generic and cfg.chunk_size is not None:
+        raise ValueError(
+            "chunk_size: the tiled path covers the in-batch part with shared negatives only; "
+            "per-query negative_keys [N, M, D] need chunk_size=null"
+        )
+    return generic
+
+
 def softmax_directions(
     ab: Layout,
     ba: Callable[[], Layout],
@@ -181,14 +194,7 @@ def softmax_directions(
     per row. ``names``: metric suffixes of the two directions (e.g. ``("i2t", "t2i")``).
     ``exclude_self``: the diagonal of the in-batch matrix is neither positive nor negative.
     """
-    generic = cfg.hard_negative_beta > 0 or cfg.debias_tau_plus > 0 or not in_batch_negatives or exclude_self or (
-        extra is not None and extra.dim() == 3
-    )
-    if generic and cfg.chunk_size is not None:
-        raise ValueError(
-            "chunk_size: the tiled path covers the in-batch part with shared negatives only; "
-            "per-query negative_keys [N, M, D] need chunk_size=null"
-        )
+    generic = _needs_generic(cfg, extra, in_batch_negatives, exclude_self)
 
     def score(lay: Layout, rows: bool, cols: bool, ex: Tensor | None):
         if generic:
