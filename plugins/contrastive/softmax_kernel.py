@@ -39,6 +39,10 @@ class SoftmaxStats:
     row_count: Tensor
     col_count: Tensor
     saved: Tensor | None  # [R, C] logits of the dense path
+    exp_r: Tensor | None = None  # dense, one positive per row: [R, C] exp(s - row max), and the row sums [R]
+    sum_r: Tensor | None = None
+    exp_c: Tensor | None = None  # ... exp(s - column max) and the column sums [C]
+    sum_c: Tensor | None = None
 
 
 def _safe(m: Tensor) -> Tensor:
@@ -87,6 +91,8 @@ def softmax_forward(
     x, y = tiles.x, tiles.y
     R, C = x.shape[0], y.shape[0]
     single, need_lse = P.single, P.single or eps > 0
+    if single and tiles.dense:
+        return _dense_single_forward(tiles, P, eps, rows, cols, on_block)
     lse_r = x.new_zeros(R) if rows and need_lse else None
     ln_r = beta_r = sp_r = None
     if rows and not single:
@@ -119,6 +125,38 @@ def softmax_forward(
     sp_c = _column_positive_terms(tiles, P, st) if col_neg is not None else None
     row_loss = _loss(st.lse_r, sp_r, s_pos, st.row_count, eps, lambda: x @ y.sum(0), tiles, C) if rows else x.new_zeros(R)
     col_loss = _loss(st.lse_c, sp_c, s_pos, st.col_count, eps, lambda: y @ x.sum(0), tiles, R) if cols else x.new_zeros(C)
+    return st, row_loss, col_loss
+
+
+def _dense_single_forward(
+    tiles: Tiles, P: Pairs, eps: float, rows: bool, cols: bool, on_block: Callable[[int, int, Tensor, Tensor | None], None]
+) -> tuple[SoftmaxStats, Tensor, Tensor]:
+    """Dense, one positive per row: keep ``exp(s - row max)`` and ``exp(s - column max)``
+    (the latter in place of the logits), so backward needs no ``exp`` (``2 x R*C`` memory, as
+    the cross-entropy it replaces needs for its two log-softmax outputs)."""
+    x, y = tiles.x, tiles.y
+    R, C = x.shape[0], y.shape[0]
+    S = tiles.logits(0, R)  # [R, C]
+    cmax = S.amax(0) if cols else None
+    E_r = torch.empty_like(S) if rows else None
+    rmax, sum_r, sum_c = x.new_zeros(R), x.new_zeros(R), x.new_zeros(C)
+    s_pos = x.new_zeros(R)
+    for a, b in tiles.ranges(0, R):
+        Sb = S[a:b]
+        on_block(a, b, Sb, None)
+        s_pos[a:b] = Sb.diagonal(a + P.offset)
+        if E_r is not None:
+            rmax[a:b] = Sb.amax(1)
+            sum_r[a:b] = torch.sub(Sb, rmax[a:b, None], out=E_r[a:b]).exp_().sum(1)
+        if cmax is not None:
+            sum_c += Sb.sub_(cmax).exp_().sum(0)  # S becomes exp(s - column max)
+    st = SoftmaxStats(
+        lse_r=sum_r.log() + rmax if rows else None, lse_c=sum_c.log() + cmax if cmax is not None else None,
+        ln_r=None, ln_c=None, beta_r=None, beta_c=None, row_count=P.row_count(x.dtype), col_count=P.col_count(x.dtype),
+        saved=None, exp_r=E_r, sum_r=sum_r, exp_c=S if cols else None, sum_c=sum_c,
+    )
+    row_loss = _loss(st.lse_r, None, s_pos, st.row_count, eps, lambda: x @ y.sum(0), tiles, C) if rows else x.new_zeros(R)
+    col_loss = _loss(st.lse_c, None, s_pos, st.col_count, eps, lambda: y @ x.sum(0), tiles, R) if cols else x.new_zeros(C)
     return st, row_loss, col_loss
 
 
@@ -164,6 +202,8 @@ class _Coefficients:
 
     lse: Tensor | None = None
     A: Tensor | None = None
+    E: Tensor | None = None  # saved [R, C] exp(s - max) with its sums: A * E / sums replaces A * e^{s - lse}
+    sums: Tensor | None = None
     ln: Tensor | None = None
     Nc: Tensor | None = None
     Pc: Tensor | None = None
@@ -192,20 +232,32 @@ def softmax_backward(
     directions: list[tuple[_Coefficients, Callable[[Tensor, int, int], Tensor]]] = []
     if rows:
         co = _coefficients(g_r, st.row_count, st.lse_r, st.ln_r, st.beta_r, eps, P.single, C)
+        co.E, co.sums = st.exp_r, st.sum_r
         directions.append((co, lambda t, a, b: t[a:b, None]))
     if cols:
         co = _coefficients(g_c, st.col_count, st.lse_c, st.ln_c, st.beta_c, eps, P.single, R)
+        co.E, co.sums = st.exp_c, st.sum_c
         directions.append((co, lambda t, a, b: t[None, :]))
     acc = GradAccumulator(tiles.x, tiles.y)
-    for a, b, S in tiles.blocks(st.saved):
+    saved_exp = st.exp_r is not None or st.exp_c is not None
+    blocks = ((a, b, None) for a, b in tiles.ranges(0, R)) if saved_exp else tiles.blocks(st.saved)
+    for a, b, S in blocks:
         n = b - a
-        G, T = tiles.buffer("grad", n).zero_(), tiles.buffer("work", n)  # G: [n, C] dL/ds
+        G = tiles.buffer("grad", n)  # [n, C] dL/ds
+        first, _ = directions[0] if directions else (None, None)
+        if first is None or first.E is None:
+            G.zero_()
+        T = None if saved_exp else tiles.buffer("work", n)
         pos = None if P.single else P.positives(a, b, out=tiles.buffer("positives", n, torch.bool))
         for co, v in directions:
-            if co.lse is not None and co.A is not None:
+            if co.E is not None and co.A is not None and co.sums is not None:
+                coef = v(co.A / co.sums, a, b)
+                torch.mul(co.E[a:b], coef, out=G) if co is first else G.addcmul_(co.E[a:b], coef)
+            elif co.lse is not None and co.A is not None:
+                assert S is not None and T is not None
                 G.add_(torch.sub(S, v(co.lse, a, b), out=T).exp_().mul_(v(co.A, a, b)))
             if co.ln is not None and co.Nc is not None and co.Pc is not None:
-                assert pos is not None
+                assert pos is not None and S is not None and T is not None
                 G.add_(torch.sub(S, v(co.ln, a, b), out=T).exp_().masked_fill_(pos, 0.0).mul_(v(co.Nc, a, b)))
                 G.add_(torch.sub(v(co.ln, a, b), S, out=T).sigmoid_().mul_(pos).mul_(v(co.Pc, a, b)))
             if co.K is not None:

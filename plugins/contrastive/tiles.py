@@ -70,9 +70,13 @@ class Tiles:
         """``(a, b, s[a:b])`` element-wise blocks; ``saved``: the dense logits from forward."""
         for r0, r1 in self.bounds:
             S = saved if saved is not None else self.logits(r0, r1)
-            for a in range(r0, r1, self.block):
-                b = min(a + self.block, r1)
+            for a, b in self.ranges(r0, r1):
                 yield a, b, S[a - r0 : b - r0]
+
+    def ranges(self, r0: int, r1: int) -> Iterator[tuple[int, int]]:
+        """``(a, b)`` element-wise blocks of the rows ``r0:r1``."""
+        for a in range(r0, r1, self.block):
+            yield a, min(a + self.block, r1)
 
 
 class GradAccumulator:
