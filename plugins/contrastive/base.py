@@ -11,7 +11,7 @@ from torch import Tensor, nn
 import losskit
 from losskit import distributed as dist
 from losskit.checks import compute_dtype
-from losskit_plugins.contrastive.checks import check_features, check_group_ids, no_autocast, prepare
+from losskit_plugins.contrastive.checks import check_features, check_group_ids, check_values, no_autocast, prepare
 from losskit_plugins.contrastive.config import ContrastiveConfig
 
 __all__ = ["ContrastiveLoss", "PairContrastiveLoss"]
@@ -44,15 +44,6 @@ class ContrastiveLoss(losskit.Loss[C], Generic[C]):
             self.logit_bias = nn.Parameter(torch.tensor(float(bias)))
         else:
             self.register_parameter("logit_bias", None)
-
-    def _pair_inputs(self, image_features: Any, text_features: Any, group_ids: Any) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
-        """Check and prepare ``(image [B, D], text [B, D], group_ids [B])``; return them
-        with the current scale and bias in the compute dtype."""
-        img, txt = check_features(image_features, text_features, "image_features", "text_features")
-        groups = check_group_ids(group_ids, img.shape[0], img.device)
-        dtype = compute_dtype(img, txt)
-        a, b = prepare(img, dtype), prepare(txt, dtype)
-        return a, b, groups, self.scale(dtype, a.device), self.bias(dtype, a.device)
 
     def learnable_fields(self) -> dict[str, str]:
         fields = {}
@@ -104,16 +95,26 @@ class PairContrastiveLoss(ContrastiveLoss[C], Generic[C]):
         self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None
     ) -> losskit.LossOutput:
         """The loss with its ``parts`` and ``metrics``."""
-        with no_autocast(image_features):
-            return self._score(*self._pair_inputs(image_features, text_features, group_ids), metrics=True)
+        return self._run(image_features, text_features, group_ids, metrics=True)
 
     def forward(self, image_features: Tensor, text_features: Tensor, *, group_ids: Tensor | None = None) -> Tensor:
         """``compute(...).loss``, skipping the metrics' extra passes over the logits."""
-        with no_autocast(image_features):
-            return self._score(*self._pair_inputs(image_features, text_features, group_ids), metrics=False).loss
+        return self._run(image_features, text_features, group_ids, metrics=False).loss
+
+    def _run(self, image_features: Any, text_features: Any, group_ids: Any, *, metrics: bool, **options: Any) -> losskit.LossOutput:
+        """Check (shapes, dtypes, devices; values under ``check_inputs``), then score in the
+        compute dtype with autocast off."""
+        img, txt = check_features(image_features, text_features, "image_features", "text_features")
+        groups = check_group_ids(group_ids, img.shape[0], img.device)
+        check_values(self.config.check_inputs, image_features=img, text_features=txt)
+        dtype = compute_dtype(img, txt)
+        with no_autocast(img):
+            a, b = prepare(img, dtype), prepare(txt, dtype)
+            scale, bias = self.scale(dtype, a.device), self.bias(dtype, a.device)
+            return self._score(a, b, groups, scale, bias, metrics=metrics, **options)
 
     def _score(
-        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool
+        self, a: Tensor, b: Tensor, groups: Tensor | None, scale: Tensor, bias: Tensor | None, *, metrics: bool, **options: Any
     ) -> losskit.LossOutput:
         """Score checked, compute-dtype features ``a``, ``b [B, D]`` at ``scale`` (and ``bias``)."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 import losskit
+from losskit.checks import CheckInputs
 
 __all__ = ["ClipConfig", "ContrastiveConfig", "InfoNCEConfig", "SiglipConfig"]
 
@@ -52,6 +53,7 @@ class ContrastiveConfig(losskit.LossConfig):
         description="With gathering: each rank computes only its own rows against all gathered columns "
         "(open_clip's local_loss); False: every rank computes the full global loss.",
     )
+    check_inputs: CheckInputs = "auto"
 
 
 class _SoftmaxConfig(ContrastiveConfig):
@@ -127,9 +129,16 @@ class InfoNCEConfig(_SoftmaxConfig):
     symmetric: bool = Field(
         False, description="Also add the key->query direction of the in-batch part and average both."
     )
+    exclude_self: bool = Field(
+        False,
+        description="Queries and keys are the same set (SimCLR / NT-Xent, pytorch-metric-learning's NTXentLoss): "
+        "the (i, i) pair is neither a positive nor a negative. Needs group_ids or positive_mask.",
+    )
 
     @model_validator(mode="after")
     def _tiling_needs_in_batch(self) -> InfoNCEConfig:
         if self.chunk_size is not None and not self.in_batch_negatives:
             raise ValueError("chunk_size: tiling applies to the in-batch part; it needs in_batch_negatives=true")
+        if self.chunk_size is not None and self.exclude_self:
+            raise ValueError("chunk_size: the tiled path does not support exclude_self; set chunk_size to null")
         return self

@@ -3,7 +3,6 @@ which columns, and where the positives are (:class:`Layout`, :func:`layout`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,10 +74,4 @@ def _pairs(R: int, Cn: int, offset: int, gr: Tensor | None, gc: Tensor | None, m
     if gr is not None:
         assert gc is not None
         return Pairs.from_groups(gr, gc)
-    return _diagonal(R, Cn, offset, device)
-
-
-@functools.lru_cache(maxsize=16)
-def _diagonal(R: int, Cn: int, offset: int, device: torch.device) -> Pairs:
-    """Matching-pair labels, built once per shape (not on every call)."""
     return Pairs.diagonal(R, Cn, offset=offset, device=device)

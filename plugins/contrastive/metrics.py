@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from losskit_plugins.contrastive.engine import EngineResult
+from losskit_plugins.contrastive.normalize import unit
 from losskit_plugins.contrastive.pairs import Pairs
 
 __all__ = ["accuracy", "mean_logits"]
@@ -24,18 +25,19 @@ def accuracy(pairs: Pairs, argmax: Tensor, by_rows: bool) -> Tensor:
 
 
 def mean_logits(
-    x: Tensor, y: Tensor, scale: Tensor, bias: Tensor | None, positive_logits: Tensor, *, normalize: bool
+    x: Tensor, y: Tensor, scale: Tensor, bias: Tensor | None, result: EngineResult, *, normalize: bool
 ) -> dict[str, Tensor]:
     """Mean positive and mean negative logit of ``scale * x @ y.T + bias`` (rows L2-normalised
-    first if ``normalize``) in ``O((R + C) D)``."""
+    first if ``normalize``) in ``O((R + C) D)``, from the positives' logit sum and count in
+    ``result``; no host synchronisation."""
     with torch.no_grad():
         if normalize:
-            x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+            x, y = unit(x)[0], unit(y)[0]
         R, Cn = x.shape[0], y.shape[0]
         total = scale * (x.sum(0) @ y.sum(0)) + (R * Cn * bias if bias is not None else 0)
-        n_pos = positive_logits.numel()
-        pos_sum = positive_logits.sum()
+        n_pos = result.positive_count.to(total.dtype)
+        pos_sum = result.positive_sum.to(total.dtype)
         n_neg = R * Cn - n_pos
-        neg = (total - pos_sum) / n_neg if n_neg > 0 else total.new_zeros(())
-        pos = pos_sum / n_pos if n_pos > 0 else total.new_zeros(())
+        neg = torch.where(n_neg > 0, (total - pos_sum) / n_neg.clamp_min(1), torch.zeros_like(total))
+        pos = torch.where(n_pos > 0, pos_sum / n_pos.clamp_min(1), torch.zeros_like(total))
     return {"positive_logit": pos, "negative_logit": neg}

@@ -6,11 +6,12 @@ positive pair when, in order of precedence,
 - an explicit ``positive_mask[i, j]`` is True, or
 - they share a group id (``row_groups[i] == col_groups[j]``), or
 - with neither: ``j == i + offset`` (the matching pair; ``offset`` is the first global
-  row of this rank's shard when rows are local and columns gathered).
+  row of this rank's shard when rows are local and columns gathered), or
+- ``none``: no entry is (open_clip's ``negative_only`` SigLIP chunks).
 
-Every other entry is a negative. The positive pairs are kept sparse (``[P]`` index
-vectors, sorted by row): the losses gather their logits instead of building one-hot
-targets, and tiles rebuild their negative mask from the ids.
+Every other entry is a negative. Every query has a fixed output shape (no ``nonzero``,
+``bincount`` or ``repeat_interleave`` on the data), so nothing here waits on the device:
+tiles rebuild their positive mask from the ids, and counts come from sorted ids.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["Pairs"]
@@ -25,82 +27,109 @@ __all__ = ["Pairs"]
 
 @dataclass(frozen=True)
 class Pairs:
-    """Positive pairs of an ``[R, C]`` matrix (see the module docstring).
+    """Positives of an ``[R, C]`` matrix (see the module docstring).
 
     Attributes:
-        rows, cols: ``[P]`` long indices of the positive entries, sorted by row.
         num_rows, num_cols: ``R`` and ``C``.
-        single: exactly the pairs ``(i, i + offset)`` (no ids, no mask).
-        offset: column of row 0's positive in ``single`` mode.
-        row_groups, col_groups: ``[R]``/``[C]`` ids in group mode.
+        device: where the index tensors live.
+        offset: column of row 0's positive in diagonal mode.
+        row_groups, col_groups: ``[R]``/``[C]`` int64 ids in group mode.
         mask: ``[R, C]`` bool in mask mode.
+        none: no positives at all.
     """
 
-    rows: Tensor
-    cols: Tensor
     num_rows: int
     num_cols: int
-    single: bool = False
+    device: torch.device
     offset: int = 0
     row_groups: Tensor | None = None
     col_groups: Tensor | None = None
     mask: Tensor | None = None
+    none: bool = False
 
     # ------------------------------------------------------------ constructors
     @classmethod
     def diagonal(cls, num_rows: int, num_cols: int, *, offset: int = 0, device: torch.device | None = None) -> Pairs:
         """Row ``i``'s only positive is column ``i + offset``."""
-        rows = torch.arange(num_rows, device=device)
-        return cls(rows, rows + offset, num_rows, num_cols, single=True, offset=offset)
+        return cls(num_rows, num_cols, torch.device(device or "cpu"), offset=offset)
 
     @classmethod
     def from_groups(cls, row_groups: Tensor, col_groups: Tensor) -> Pairs:
         """Rows and columns with equal ids are positives (``[R]``, ``[C]`` integer ids)."""
-        sorted_ids, perm = col_groups.sort(stable=True)
-        lo = torch.searchsorted(sorted_ids, row_groups, right=False)  # [R]
-        hi = torch.searchsorted(sorted_ids, row_groups, right=True)
-        counts = hi - lo
-        rows = torch.repeat_interleave(torch.arange(row_groups.numel(), device=row_groups.device), counts)
-        starts = torch.repeat_interleave(lo, counts)
-        within = torch.arange(rows.numel(), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        cols = perm[starts + within]
-        return cls(rows, cols, row_groups.numel(), col_groups.numel(), row_groups=row_groups, col_groups=col_groups)
+        return cls(row_groups.numel(), col_groups.numel(), row_groups.device, row_groups=row_groups, col_groups=col_groups)
 
     @classmethod
     def from_mask(cls, mask: Tensor) -> Pairs:
         """Explicit ``[R, C]`` bool mask of positives."""
-        rows, cols = mask.nonzero(as_tuple=True)
-        return cls(rows, cols, mask.shape[0], mask.shape[1], mask=mask)
+        return cls(mask.shape[0], mask.shape[1], mask.device, mask=mask)
+
+    @classmethod
+    def nothing(cls, num_rows: int, num_cols: int, device: torch.device) -> Pairs:
+        """No positives: every entry is a negative."""
+        return cls(num_rows, num_cols, device, none=True)
 
     # ------------------------------------------------------------ queries
+    @property
+    def single(self) -> bool:
+        """Exactly the pairs ``(i, i + offset)`` (no ids, no mask)."""
+        return self.mask is None and self.row_groups is None and not self.none
+
     def row_count(self, dtype: torch.dtype) -> Tensor:
         """``[R]`` number of positives of each row."""
-        return torch.bincount(self.rows, minlength=self.num_rows).to(dtype)
+        return self._counts(True).to(dtype)
 
     def col_count(self, dtype: torch.dtype) -> Tensor:
         """``[C]`` number of positives of each column."""
-        return torch.bincount(self.cols, minlength=self.num_cols).to(dtype)
+        return self._counts(False).to(dtype)
 
-    def block_bounds(self, starts: list[int]) -> list[int]:
-        """Index into ``rows``/``cols`` where the pairs of each row block start (plus the end)."""
-        bounds = torch.searchsorted(self.rows, torch.tensor(starts + [self.num_rows], device=self.rows.device))
-        return bounds.tolist()
-
-    def positives(self, r0: int, r1: int) -> Tensor:
-        """``[r1 - r0, C]`` bool: positives of rows ``r0:r1``."""
+    def _counts(self, by_rows: bool) -> Tensor:
+        n = self.num_rows if by_rows else self.num_cols
+        if self.none:
+            return torch.zeros(n, dtype=torch.long, device=self.device)
         if self.mask is not None:
-            return self.mask[r0:r1]
+            return self.mask.sum(1 if by_rows else 0)
         if self.row_groups is not None:
             assert self.col_groups is not None
-            return self.row_groups[r0:r1, None] == self.col_groups[None, :]
-        cols = torch.arange(self.num_cols, device=self.rows.device)
-        return cols[None, :] == (torch.arange(r0, r1, device=self.rows.device) + self.offset)[:, None]
+            mine, other = (self.row_groups, self.col_groups) if by_rows else (self.col_groups, self.row_groups)
+            ids = other.sort().values  # [n_other]
+            return torch.searchsorted(ids, mine, right=True) - torch.searchsorted(ids, mine)
+        idx = torch.arange(n, device=self.device)
+        if by_rows:
+            return torch.ones_like(idx)
+        return ((idx >= self.offset) & (idx < self.offset + self.num_rows)).long()
+
+    def positives(self, r0: int, r1: int, out: Tensor | None = None) -> Tensor:
+        """``[r1 - r0, C]`` bool: positives of rows ``r0:r1`` (written into ``out`` when given)."""
+        if self.mask is not None:
+            return self.mask[r0:r1]
+        rows = r1 - r0
+        if out is None:
+            out = torch.empty(rows, self.num_cols, dtype=torch.bool, device=self.device)
+        if self.row_groups is not None:
+            assert self.col_groups is not None
+            return torch.eq(self.row_groups[r0:r1, None], self.col_groups[None, :], out=out)
+        out.zero_()
+        if not self.none:
+            out.diagonal(r0 + self.offset).fill_(True)
+        return out
 
     def is_positive(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Elementwise: is ``(rows[k], cols[k])`` a positive pair?"""
+        if self.none:
+            return torch.zeros_like(rows, dtype=torch.bool)
         if self.mask is not None:
             return self.mask[rows, cols]
         if self.row_groups is not None:
             assert self.col_groups is not None
             return self.row_groups[rows] == self.col_groups[cols]
         return cols == rows + self.offset
+
+    def pad_columns(self, m: int) -> Pairs:
+        """The same positives with ``m`` more columns that are nobody's positive."""
+        if self.mask is not None:
+            return Pairs.from_mask(F.pad(self.mask, (0, m)))
+        if self.row_groups is not None:
+            assert self.col_groups is not None
+            sentinel = torch.minimum(self.row_groups.min(), self.col_groups.min()) - 1  # an id no row has
+            return Pairs.from_groups(self.row_groups, torch.cat([self.col_groups, sentinel.expand(m)]))
+        return Pairs(self.num_rows, self.num_cols + m, self.device, offset=self.offset, none=self.none)

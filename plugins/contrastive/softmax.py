@@ -28,14 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from losskit_plugins.contrastive.layout import Layout
 from losskit_plugins.contrastive.metrics import accuracy, mean_logits
 from losskit_plugins.contrastive.config import _SoftmaxConfig
-from losskit_plugins.contrastive.engine import EngineOptions, pairwise_loss, softplus
-from losskit_plugins.contrastive.pairs import Pairs
+from losskit_plugins.contrastive.engine import EngineOptions, EngineResult, pairwise_loss, softplus
+from losskit_plugins.contrastive.normalize import normalized
 
 __all__ = ["Scored", "masked_logsumexp", "multi_positive_loss", "softmax_directions"]
 
@@ -114,16 +113,19 @@ class Scored:
 
 def _generic(
     lay: Layout, scale: Tensor, bias: Tensor | None, cfg: _SoftmaxConfig, *, rows: bool, cols: bool,
-    extra: Tensor | None, in_batch_negatives: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    extra: Tensor | None, in_batch_negatives: bool, exclude_self: bool,
+) -> EngineResult:
     """Dense autograd path, same outputs as the engine."""
     x, y, P = lay.rows, lay.cols, lay.pairs
     if cfg.normalize:
-        x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-        extra = None if extra is None else F.normalize(extra, dim=-1)
+        x, y = normalized(x), normalized(y)
+        extra = None if extra is None else normalized(extra)
     s = scale * x @ y.T + (bias if bias is not None else 0)  # [R, C]
     pos = P.positives(0, P.num_rows)
     neg = ~pos if in_batch_negatives else torch.zeros_like(pos)
+    if exclude_self:  # (i, i) is neither a positive nor a negative
+        keep = ~torch.eye(*pos.shape, dtype=torch.bool, device=pos.device)
+        pos, neg = pos & keep, neg & keep
     s_all, pos_all, neg_all = s, pos, neg
     if extra is not None:
         s_ex = scale * (x @ extra.T if extra.dim() == 2 else torch.einsum("rd,rmd->rm", x, extra))  # [R, M]
@@ -137,34 +139,38 @@ def _generic(
     row_loss = multi_positive_loss(s_all, pos_all, neg_all, **kw) if rows else s.new_zeros(P.num_rows)
     col_loss = multi_positive_loss(s.T, pos.T, neg.T, **kw) if cols else s.new_zeros(P.num_cols)
     with torch.no_grad():
-        row_arg, col_arg = s_all.argmax(1), s.argmax(0)
-    return row_loss, col_loss, row_arg, col_arg, s[P.rows, P.cols].detach()
+        seen = s_all.masked_fill(~(pos_all | neg_all), _NEG_INF) if exclude_self else s_all  # [R, C (+M)]
+        seen_t = s.masked_fill(~(pos | neg), _NEG_INF) if exclude_self else s
+        pos_sum = (s * pos).sum()
+    return EngineResult(row_loss, col_loss, seen.argmax(1), seen_t.argmax(0), pos_sum, pos.sum())
 
 
 def _engine(
     lay: Layout, scale: Tensor, bias: Tensor | None, cfg: _SoftmaxConfig, *, rows: bool, cols: bool,
     extra: Tensor | None, metrics: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> EngineResult:
     y, P = lay.cols, lay.pairs
     if extra is not None:  # shared explicit negatives: more columns that are nobody's positive
         y = torch.cat([y, extra], 0)
-        P = _pad_columns(P, extra.shape[0])
+        P = P.pad_columns(extra.shape[0])
     o = EngineOptions(
         "softmax", P, rows=rows, cols=cols, label_smoothing=cfg.label_smoothing, chunk=cfg.chunk_size,
         normalize=cfg.normalize, metrics=metrics,
     )
-    r = pairwise_loss(lay.rows, y, scale, bias, o)
-    return r.row_loss, r.col_loss, r.row_argmax, r.col_argmax, r.positive_logits
+    return pairwise_loss(lay.rows, y, scale, bias, o)
 
 
-def _pad_columns(P: Pairs, m: int) -> Pairs:
-    if P.mask is not None:
-        return Pairs.from_mask(torch.nn.functional.pad(P.mask, (0, m)))
-    if P.row_groups is not None:
-        assert P.col_groups is not None
-        sentinel = torch.minimum(P.row_groups.min(), P.col_groups.min()) - 1
-        return Pairs.from_groups(P.row_groups, torch.cat([P.col_groups, sentinel.expand(m)]))
-    return Pairs(P.rows, P.cols, P.num_rows, P.num_cols + m, single=True, offset=P.offset)
+def _needs_generic(cfg: _SoftmaxConfig, extra: Tensor | None, in_batch_negatives: bool, exclude_self: bool) -> bool:
+    """Whether an option needs the dense autograd path (refused with ``chunk_size``)."""
+    generic = cfg.hard_negative_beta > 0 or cfg.debias_tau_plus > 0 or not in_batch_negatives or exclude_self or (
+        extra is not None and extra.dim() == 3
+    )
+    if generic and cfg.chunk_size is not None:
+        raise ValueError(
+            "chunk_size: the tiled path covers the in-batch part with shared negatives only; "
+            "per-query negative_keys [N, M, D] need chunk_size=null"
+        )
+    return generic
 
 
 def softmax_directions(
@@ -180,47 +186,48 @@ def softmax_directions(
     names: tuple[str, str],
     extra: Tensor | None = None,
     in_batch_negatives: bool = True,
+    exclude_self: bool = False,
 ) -> Scored:
     """Score ``a -> b`` (rows of ``ab``) and/or ``b -> a``.
 
     ``extra``: explicit negatives for ``a -> b`` only, ``[M, D]`` shared or ``[R, M, D]``
     per row. ``names``: metric suffixes of the two directions (e.g. ``("i2t", "t2i")``).
+    ``exclude_self``: the diagonal of the in-batch matrix is neither positive nor negative.
     """
-    generic = cfg.hard_negative_beta > 0 or cfg.debias_tau_plus > 0 or not in_batch_negatives or (
-        extra is not None and extra.dim() == 3
-    )
-    if generic and cfg.chunk_size is not None:
-        raise ValueError(
-            "chunk_size: the tiled path covers the in-batch part with shared negatives only; "
-            "per-query negative_keys [N, M, D] need chunk_size=null"
-        )
+    generic = _needs_generic(cfg, extra, in_batch_negatives, exclude_self)
 
     def score(lay: Layout, rows: bool, cols: bool, ex: Tensor | None):
         if generic:
-            return _generic(lay, scale, bias, cfg, rows=rows, cols=cols, extra=ex, in_batch_negatives=in_batch_negatives)
+            return _generic(
+                lay, scale, bias, cfg, rows=rows, cols=cols, extra=ex, in_batch_negatives=in_batch_negatives,
+                exclude_self=exclude_self,
+            )
         return _engine(lay, scale, bias, cfg, rows=rows, cols=cols, extra=ex, metrics=metrics)
 
     out: dict[str, Tensor] = {}
     l_ab = l_ba = None
     one_matrix = ab.square and extra is None and want_ab and want_ba
     if one_matrix:  # both directions from one logit matrix
-        l_ab, l_ba, arg_r, arg_c, s_pos = score(ab, True, True, None)
+        r = score(ab, True, True, None)
+        l_ab, l_ba = r.row_loss, r.col_loss
         if metrics:
-            out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, arg_r, True)
-            out[f"accuracy_{names[1]}"] = accuracy(ab.pairs, arg_c, False)
-            out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos, normalize=cfg.normalize))
+            out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, r.row_argmax, True)
+            out[f"accuracy_{names[1]}"] = accuracy(ab.pairs, r.col_argmax, False)
+            out.update(mean_logits(ab.rows, ab.cols, scale, bias, r, normalize=cfg.normalize))
     else:
         if want_ab:
-            l_ab, _, arg_r, _, s_pos = score(ab, True, False, extra)
+            r = score(ab, True, False, extra)
+            l_ab = r.row_loss
             if metrics:
-                out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, arg_r, True)
-                out.update(mean_logits(ab.rows, ab.cols, scale, bias, s_pos, normalize=cfg.normalize))
+                out[f"accuracy_{names[0]}"] = accuracy(ab.pairs, r.row_argmax, True)
+                out.update(mean_logits(ab.rows, ab.cols, scale, bias, r, normalize=cfg.normalize))
         if want_ba:
             lay = ba()
-            l_ba, _, arg_r, _, s_pos = score(lay, True, False, None)
+            r = score(lay, True, False, None)
+            l_ba = r.row_loss
             if metrics:
-                out[f"accuracy_{names[1]}"] = accuracy(lay.pairs, arg_r, True)
+                out[f"accuracy_{names[1]}"] = accuracy(lay.pairs, r.row_argmax, True)
                 if not want_ab:
-                    out.update(mean_logits(lay.rows, lay.cols, scale, bias, s_pos, normalize=cfg.normalize))
+                    out.update(mean_logits(lay.rows, lay.cols, scale, bias, r, normalize=cfg.normalize))
     has_pos = ab.pairs.row_count(torch.float32) > 0
     return Scored(l_ab, l_ba, has_pos, out)

@@ -204,7 +204,6 @@ BAD = [
     (lambda: (torch.randn(4), torch.randn(4)), {}, ValueError, "image_features: expected a 2-D"),
     (lambda: (torch.randn(2, 4, 3), torch.randn(2, 4, 3)), {}, ValueError, "image_features: expected a 2-D"),
     (lambda: (torch.ones(4, 3, dtype=torch.long), torch.randn(4, 3)), {}, TypeError, "image_features"),
-    (lambda: (torch.randn(0, 3), torch.randn(0, 3)), {}, ValueError, "at least 1"),
     (lambda: (torch.randn(4, 3), torch.randn(4, 3)), {"group_ids": torch.zeros(3, dtype=torch.long)}, ValueError, "group_ids"),
     (lambda: (torch.randn(4, 3), torch.randn(4, 3)), {"group_ids": torch.zeros(4)}, TypeError, "group_ids"),
     (lambda: (torch.randn(4, 3), torch.randn(4, 3)), {"group_ids": torch.zeros(4, 1, dtype=torch.long)}, ValueError, "group_ids"),
