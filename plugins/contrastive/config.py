@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 import losskit
 from losskit.checks import CheckInputs
+from losskit.kernels import KernelField
 
 __all__ = ["ClipConfig", "ContrastiveConfig", "InfoNCEConfig", "SiglipConfig"]
 
@@ -54,6 +55,7 @@ class ContrastiveConfig(losskit.LossConfig):
         "(open_clip's local_loss); False: every rank computes the full global loss.",
     )
     check_inputs: CheckInputs = "auto"
+    kernel: KernelField = "auto"  # the fused Triton kernels on CUDA (docs/scaling.md); chunk_size is then unused
 
 
 class _SoftmaxConfig(ContrastiveConfig):

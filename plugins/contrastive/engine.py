@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from losskit.kernels import Kernel, use_triton
 from losskit_plugins.contrastive.normalize import unit, unit_backward
 from losskit_plugins.contrastive.pairs import Pairs
 from losskit_plugins.contrastive.sigmoid_kernel import sigmoid_backward, sigmoid_forward
@@ -53,6 +54,9 @@ class EngineOptions:
         has_bias: add ``bias`` to the logits (set by :func:`pairwise_loss`).
         normalize: L2-normalise the rows of ``x`` and ``y`` first (scale-safe, fused).
         metrics: also return arg-max indices (for top-1 accuracy) and the positives' logit sum.
+        kernel: ``"torch"`` (this module) or ``"auto"`` / ``"triton"``: the fused Triton kernels
+            (:mod:`losskit_plugins.contrastive.triton_dispatch`) where :func:`losskit.kernels.use_triton`
+            says so and the features are fp16 / bf16 / fp32 (float64 always runs here).
     """
 
     kind: Literal["softmax", "sigmoid"]
@@ -64,6 +68,7 @@ class EngineOptions:
     has_bias: bool = False
     normalize: bool = False
     metrics: bool = False
+    kernel: Kernel = "torch"
 
 
 class EngineResult(NamedTuple):
@@ -151,4 +156,10 @@ def pairwise_loss(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor | None, o: E
     o = dataclasses.replace(o, has_bias=bias is not None)
     if o.cols and o.pairs.single and (o.pairs.offset != 0 or x.shape[0] != y.shape[0]):
         raise ValueError("column losses of the matching-pair layout need a square matrix with offset 0")
+    # --- fused Triton path (triton_dispatch): same options, same result
+    if x.dtype != torch.float64 and use_triton(o.kernel, x.device):
+        from losskit_plugins.contrastive.triton_dispatch import fused_pairwise_loss  # (imports engine)
+
+        return fused_pairwise_loss(x, y, scale, b, o)
+    # ---
     return EngineResult(*_PairwiseFunction.apply(x, y, scale, b, o))

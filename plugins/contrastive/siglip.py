@@ -65,7 +65,8 @@ class SiglipLoss(PairContrastiveLoss[SiglipConfig]):
             raise ValueError("negative_only: every pair is a negative; do not pass group_ids with it")
         lay, _ = layout(a, b, groups, gather=self.gathering(), local_loss=cfg.local_loss)
         pairs = Pairs.nothing(lay.pairs.num_rows, lay.pairs.num_cols, a.device) if negative_only else lay.pairs
-        opts = EngineOptions("sigmoid", pairs, chunk=cfg.chunk_size, normalize=cfg.normalize, metrics=metrics)
+        opts = EngineOptions("sigmoid", pairs, chunk=cfg.chunk_size, normalize=cfg.normalize, metrics=metrics,
+                           kernel=cfg.kernel)
         res = pairwise_loss(lay.rows, lay.cols, scale, bias, opts)
         out: dict[str, Tensor] = {}
         if metrics:

@@ -155,7 +155,7 @@ def _engine(
         P = P.pad_columns(extra.shape[0])
     o = EngineOptions(
         "softmax", P, rows=rows, cols=cols, label_smoothing=cfg.label_smoothing, chunk=cfg.chunk_size,
-        normalize=cfg.normalize, metrics=metrics,
+        normalize=cfg.normalize, metrics=metrics, kernel=cfg.kernel,
     )
     return pairwise_loss(lay.rows, y, scale, bias, o)
 
