@@ -13,6 +13,7 @@ from losskit import distributed as dist
 from losskit.checks import compute_dtype
 from losskit_plugins.contrastive.checks import check_features, check_group_ids, check_values, no_autocast, prepare
 from losskit_plugins.contrastive.config import ContrastiveConfig
+from losskit_plugins.contrastive.triton_dispatch import keeps_half_operands
 
 __all__ = ["ContrastiveLoss", "PairContrastiveLoss"]
 
@@ -108,8 +109,9 @@ class PairContrastiveLoss(ContrastiveLoss[C], Generic[C]):
         groups = check_group_ids(group_ids, img.shape[0], img.device)
         check_values(self.config.check_inputs, image_features=img, text_features=txt)
         dtype = compute_dtype(img, txt)
+        keep = keeps_half_operands(self.config, img, txt)  # fused Triton path: half operands as they are
         with no_autocast(img):
-            a, b = prepare(img, dtype), prepare(txt, dtype)
+            a, b = prepare(img, dtype, keep_half=keep), prepare(txt, dtype, keep_half=keep)
             scale, bias = self.scale(dtype, a.device), self.bias(dtype, a.device)
             return self._score(a, b, groups, scale, bias, metrics=metrics, **options)
 

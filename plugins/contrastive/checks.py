@@ -44,10 +44,11 @@ def check_group_ids(group_ids: object, n: int, device: torch.device) -> Tensor |
     return group_ids.long()
 
 
-def prepare(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """Cast to the compute ``dtype`` (fp16/bf16 -> fp32). L2 normalisation happens where the
+def prepare(t: Tensor, dtype: torch.dtype, *, keep_half: bool = False) -> Tensor:
+    """Cast to the compute ``dtype`` (fp16/bf16 -> fp32; ``keep_half``: fp16/bf16 stay as they are,
+    for the fused Triton kernels, which accumulate in fp32). L2 normalisation happens where the
     features are consumed (fused into the engine, so no normalised copy's gradient is kept)."""
-    return to_float32(t).to(dtype)
+    return t if keep_half else to_float32(t).to(dtype)
 
 
 def no_autocast(first: Tensor) -> AbstractContextManager[object]:

@@ -31,6 +31,7 @@ def mean_logits(
     first if ``normalize``) in ``O((R + C) D)``, from the positives' logit sum and count in
     ``result``; no host synchronisation."""
     with torch.no_grad():
+        x, y = x.to(scale.dtype), y.to(scale.dtype)  # fp16 / bf16 operands of the fused kernels: sums in fp32
         if normalize:
             x, y = unit(x)[0], unit(y)[0]
         R, Cn = x.shape[0], y.shape[0]
