@@ -31,8 +31,18 @@ __all__ = ["grad_kernel", "stats_kernel"]
 
 
 @triton.jit
+def _operand(t, UPCAST: tl.constexpr):
+    """A ``tl.dot`` operand; ``UPCAST``: as fp32 (the CPU interpreter multiplies bf16 bit patterns as
+    integers; bf16 products are exact in fp32, so this is what the tensor cores compute)."""
+    if UPCAST:
+        return t.to(tl.float32)
+    else:
+        return t
+
+
+@triton.jit
 def _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b,
-               BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+               BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``[BM, BN]`` fp32 block ``a[rows] @ b[cols].T`` (masked rows/cols/features read as 0)."""
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     for k0 in range(0, D, BK):
@@ -40,15 +50,15 @@ def _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b,
         kmask = ks < D
         at = tl.load(a_ptr + rows[:, None] * stride_a + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
         bt = tl.load(b_ptr + cols[:, None] * stride_b + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
-        acc = tl.dot(at, tl.trans(bt), acc, input_precision=PRECISION)
+        acc = tl.dot(_operand(at, UPCAST), tl.trans(_operand(bt, UPCAST)), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
 def _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
-            BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+            BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``[BM, BN]`` logits of one block."""
-    dot = _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b, BM, BN, BK, PRECISION)
+    dot = _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b, BM, BN, BK, PRECISION, UPCAST)
     rb = tl.load(rb_ptr + cols, mask=cmask, other=0.0)
     return dot * ((t * ra)[:, None] * rb[None, :]) + bias, rb
 
@@ -88,7 +98,7 @@ def _softplus(s):
 def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr,
                  out_ptr, neg_ptr, arg_ptr, n, m, D, stride_a, stride_b, stride_mr, stride_mc,
                  KIND: tl.constexpr, POS: tl.constexpr, NEG: tl.constexpr, ARGMAX: tl.constexpr,
-                 PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                 PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """Forward statistics of rows ``pid*BM ...`` (see the module docstring); ``out``/``neg`` fp32 ``[n]``."""
     pid = tl.program_id(0)
     rows = pid * BM + tl.arange(0, BM)
@@ -108,7 +118,7 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
         cols = (j0 + tl.arange(0, BN)).to(tl.int64)
         cmask = cols < m
         s, _ = _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
-                       BM, BN, BK, PRECISION)
+                       BM, BN, BK, PRECISION, UPCAST)
         s = tl.where(cmask[None, :], s, float("-inf"))  # ragged last column block
         if ARGMAX:
             blk = tl.max(s, 1)
@@ -169,7 +179,7 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
                 ca_ptr, cb_ptr, la_ptr, lb_ptr, na_ptr, nb_ptr, ma_ptr, mb_ptr, out_ptr, gsum_ptr,
                 n, m, D, stride_a, stride_b, stride_mr, stride_mc, stride_o,
                 KIND: tl.constexpr, POS: tl.constexpr, A_TERMS: tl.constexpr, B_TERMS: tl.constexpr,
-                PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """Backward of rows ``pid*BM ...``: ``out [n, D]`` fp32 (zero-initialised) ``+= G rb b``, ``gsum [n]``."""
     pid = tl.program_id(0)
     rows = pid * BM + tl.arange(0, BM)
@@ -188,7 +198,7 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
         cols = (j0 + tl.arange(0, BN)).to(tl.int64)
         cmask = cols < m
         s, rb = _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
-                        BM, BN, BK, PRECISION)
+                        BM, BN, BK, PRECISION, UPCAST)
         pos = _positives(ga, gb_ptr, mask_ptr, rows, cols, rmask, cmask, stride_mr, stride_mc, POS) if POS != 0 and KIND == 0 else 0
         g = _grad_block(s, ca, cb_ptr, la, lb_ptr, na, nb_ptr, ma, mb_ptr, pos, cols, cmask, KIND, POS, A_TERMS, B_TERMS)
         g = tl.where(rmask[:, None] & cmask[None, :], g, 0.0)  # also drops inf/nan of padded entries
@@ -201,6 +211,6 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
             optr = out_ptr + rows[:, None] * stride_o + ks[None, :]
             omask = rmask[:, None] & kmask[None, :]
             acc = tl.load(optr, mask=omask, other=0.0)
-            acc = tl.dot(gw, bt, acc, input_precision=PRECISION)
+            acc = tl.dot(_operand(gw, UPCAST), _operand(bt, UPCAST), acc, input_precision=PRECISION)
             tl.store(optr, acc, mask=omask)
     tl.store(gsum_ptr + rows, gsum, mask=rmask)

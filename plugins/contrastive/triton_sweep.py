@@ -49,13 +49,16 @@ class Side:
 
     @classmethod
     def of(cls, feats: Tensor, inv_norm: Tensor, P: Pairs, is_rows: bool) -> Side:
-        feats = feats.contiguous()
+        """The row side (``is_rows``) or the column side of ``P``'s matrix."""
+        feats, inv_norm = feats.contiguous(), inv_norm.contiguous()  # the kernels index rows with stride 1
         if P.mask is not None:
             mask = P.mask.view(torch.uint8)
             strides = mask.stride() if is_rows else mask.stride()[::-1]
             return cls(feats, inv_norm, 2, None, mask, (strides[0], strides[1]))
         if P.row_groups is not None:
-            return cls(feats, inv_norm, 1, P.row_groups if is_rows else P.col_groups, None, (0, 0))
+            groups = P.row_groups if is_rows else P.col_groups
+            assert groups is not None
+            return cls(feats, inv_norm, 1, groups.contiguous(), None, (0, 0))
         return cls(feats, inv_norm, 0, None, None, (0, 0))
 
 
@@ -108,9 +111,12 @@ def stats_sweep(a: Side, b: Side, scale: Tensor, bias: Tensor, kind: Literal["so
     arg = torch.empty(n if argmax else 0, dtype=torch.long, device=dev)
     cfg = blocks(a.feats.dtype)
     ptrs, sizes = _common(a, b)
+    spare = torch.empty(1, dtype=torch.float32, device=dev)  # pointer of an unused output (never aliased to one
+    # that is written: the CPU interpreter copies every argument back after the kernel)
     K.stats_kernel[(triton_cdiv(n, cfg["BM"]),)](
-        *ptrs, scale, bias, total, neg if neg.numel() else total, arg if argmax else total, *sizes,
-        KIND=_KIND[kind], POS=a.pos, NEG=bool(neg.numel()), ARGMAX=argmax, PRECISION=_precision(a.feats.dtype), **cfg,
+        *ptrs, scale, bias, total, neg if neg.numel() else spare, arg if argmax else spare, *sizes,
+        KIND=_KIND[kind], POS=a.pos, NEG=bool(neg.numel()), ARGMAX=argmax, PRECISION=_precision(a.feats.dtype),
+        UPCAST=triton_interpreted() and a.feats.dtype == torch.bfloat16, **cfg,
     )
     return Stats(total, neg if neg.numel() else None, arg)
 
@@ -127,9 +133,10 @@ def grad_sweep(a: Side, b: Side, scale: Tensor, bias: Tensor, kind: Literal["sof
     vecs = [ca.c, cb.c, ca.lse, cb.lse, ca.n, cb.n, ca.lneg, cb.lneg]
     cfg = blocks(a.feats.dtype)
     K.grad_kernel[(triton_cdiv(n, cfg["BM"]),)](
-        *ptrs, scale, bias, *[zero if v is None else v for v in vecs], out, gsum, *sizes, out.stride(0),
+        *ptrs, scale, bias, *[zero if v is None else v.contiguous() for v in vecs], out, gsum, *sizes, out.stride(0),
         KIND=_KIND[kind], POS=a.pos, A_TERMS=a.coef is not None, B_TERMS=b.coef is not None,
-        PRECISION=_precision(a.feats.dtype), **cfg,
+        PRECISION=_precision(a.feats.dtype),
+        UPCAST=triton_interpreted() and a.feats.dtype == torch.bfloat16, **cfg,
     )
     return out, gsum
 
