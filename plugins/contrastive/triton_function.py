@@ -107,8 +107,8 @@ class FusedPairwise(torch.autograd.Function):
             v, k_r, k_c = -g_r[P.rows], None, None
         acc_x, gsum = grad_sweep(rows, cols, scale32, bias32, o.kind)
         acc_y, _ = grad_sweep(cols, rows, scale32, bias32, o.kind)
-        u = x.float() * rx[:, None]  # [R, D] unit rows (or the rows, unnormalised)
-        w = y.float() * ry[:, None]  # [C, D]
+        u = x.to(torch.float32, copy=True).mul_(rx[:, None])  # [R, D] fp32 unit rows (or the rows), one allocation
+        w = y.to(torch.float32, copy=True).mul_(ry[:, None])  # [C, D]
         gu, gw, g_scale, g_bias = finish_gradients(u, w, scale.float(), P, acc_x, acc_y, v, k_r, k_c, gsum.sum())
         if o.normalize:
             gu, gw = unit_backward(u, nx, gu), unit_backward(w, ny, gw)
