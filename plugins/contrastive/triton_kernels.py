@@ -41,37 +41,41 @@ def _operand(t, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b,
+def _dot_block(a_blk, b_blk, rmask, cmask, D, stride_a, stride_b,
                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """``[BM, BN]`` fp32 block ``a[rows] @ b[cols].T`` (masked rows/cols/features read as 0)."""
+    """``[BM, BN]`` fp32 block ``a @ b.T`` of the rows at ``a_blk`` and ``b_blk`` (pointers to the blocks'
+    first rows: offsets inside a block are int32; masked rows/cols/features read as 0)."""
     acc = tl.zeros((BM, BN), dtype=tl.float32)
+    lr, lc = tl.arange(0, BM), tl.arange(0, BN)
     for k0 in range(0, D, BK):
         ks = k0 + tl.arange(0, BK)
         kmask = ks < D
-        at = tl.load(a_ptr + rows[:, None] * stride_a + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-        bt = tl.load(b_ptr + cols[:, None] * stride_b + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
+        at = tl.load(a_blk + lr[:, None] * stride_a + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+        bt = tl.load(b_blk + lc[:, None] * stride_b + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
         acc = tl.dot(_operand(at, UPCAST), tl.trans(_operand(bt, UPCAST)), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
-def _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
+def _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
             BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """``[BM, BN]`` logits of one block."""
-    dot = _dot_block(a_ptr, b_ptr, rows, cols, rmask, cmask, D, stride_a, stride_b, BM, BN, BK, PRECISION, UPCAST)
+    """``[BM, BN]`` logits of one block and the columns' inverse norms ``[BN]``."""
+    dot = _dot_block(a_blk, b_blk, rmask, cmask, D, stride_a, stride_b, BM, BN, BK, PRECISION, UPCAST)
     rb = tl.load(rb_ptr + cols, mask=cmask, other=0.0)
     return dot * ((t * ra)[:, None] * rb[None, :]) + bias, rb
 
 
 @triton.jit
-def _positives(ga, gb_ptr, mask_ptr, rows, cols, rmask, cmask, stride_mr, stride_mc, POS: tl.constexpr):
-    """``[BM, BN]`` bool: which entries of the block are positives (POS 1: group ids, 2: mask)."""
+def _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc,
+               BM: tl.constexpr, BN: tl.constexpr, POS: tl.constexpr):
+    """``[BM, BN]`` bool: which entries of the block at ``(r0, j0)`` are positives (POS 1: group ids, 2: mask)."""
     if POS == 1:
         gb = tl.load(gb_ptr + cols, mask=cmask, other=0)
         return ga[:, None] == gb[None, :]
     else:
-        m = tl.load(mask_ptr + rows[:, None] * stride_mr + cols[None, :] * stride_mc,
-                    mask=rmask[:, None] & cmask[None, :], other=0)
+        blk = mask_ptr + r0.to(tl.int64) * stride_mr + j0.to(tl.int64) * stride_mc  # the mask has R * C entries
+        lr, lc = tl.arange(0, BM), tl.arange(0, BN)
+        m = tl.load(blk + lr[:, None] * stride_mr + lc[None, :] * stride_mc, mask=rmask[:, None] & cmask[None, :], other=0)
         return m != 0
 
 
@@ -100,10 +104,10 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
                  KIND: tl.constexpr, POS: tl.constexpr, NEG: tl.constexpr, ARGMAX: tl.constexpr,
                  PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """Forward statistics of rows ``pid*BM ...`` (see the module docstring); ``out``/``neg`` fp32 ``[n]``."""
-    pid = tl.program_id(0)
-    rows = pid * BM + tl.arange(0, BM)
+    r0 = tl.program_id(0) * BM
+    rows = r0 + tl.arange(0, BM)
     rmask = rows < n
-    rows = rows.to(tl.int64)
+    a_blk = a_ptr + r0.to(tl.int64) * stride_a
     ra = tl.load(ra_ptr + rows, mask=rmask, other=0.0)
     ga = tl.load(ga_ptr + rows, mask=rmask, other=0) if POS == 1 else 0
     t = tl.load(scale_ptr)
@@ -115,9 +119,10 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
     best = tl.full((BM,), float("-inf"), tl.float32)
     best_arg = tl.zeros((BM,), tl.int64)
     for j0 in range(0, m, BN):
-        cols = (j0 + tl.arange(0, BN)).to(tl.int64)
+        cols = j0 + tl.arange(0, BN)
         cmask = cols < m
-        s, _ = _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
+        b_blk = b_ptr + j0.to(tl.int64) * stride_b
+        s, _ = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                        BM, BN, BK, PRECISION, UPCAST)
         s = tl.where(cmask[None, :], s, float("-inf"))  # ragged last column block
         if ARGMAX:
@@ -129,7 +134,7 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
         if KIND == 0:
             m_all, l_all = _online_lse(m_all, l_all, s)
             if NEG:
-                pos = _positives(ga, gb_ptr, mask_ptr, rows, cols, rmask, cmask, stride_mr, stride_mc, POS)
+                pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc, BM, BN, POS)
                 m_neg, l_neg = _online_lse(m_neg, l_neg, tl.where(pos, float("-inf"), s))
         if KIND == 1:
             l_all += tl.sum(tl.where(cmask[None, :], _softplus(s), 0.0), 1)
@@ -181,10 +186,10 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
                 KIND: tl.constexpr, POS: tl.constexpr, A_TERMS: tl.constexpr, B_TERMS: tl.constexpr,
                 PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """Backward of rows ``pid*BM ...``: ``out [n, D]`` fp32 (zero-initialised) ``+= G rb b``, ``gsum [n]``."""
-    pid = tl.program_id(0)
-    rows = pid * BM + tl.arange(0, BM)
+    r0 = tl.program_id(0) * BM
+    rows = r0 + tl.arange(0, BM)
     rmask = rows < n
-    rows = rows.to(tl.int64)
+    a_blk = a_ptr + r0.to(tl.int64) * stride_a
     ra = tl.load(ra_ptr + rows, mask=rmask, other=0.0)
     ga = tl.load(ga_ptr + rows, mask=rmask, other=0) if POS == 1 else 0
     ca = tl.load(ca_ptr + rows, mask=rmask, other=0.0) if A_TERMS else 0.0
@@ -194,12 +199,15 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
     t = tl.load(scale_ptr)
     bias = tl.load(bias_ptr)
     gsum = tl.zeros((BM,), tl.float32)
+    o_blk = out_ptr + r0.to(tl.int64) * stride_o
+    lr, lc = tl.arange(0, BM), tl.arange(0, BN)
     for j0 in range(0, m, BN):
-        cols = (j0 + tl.arange(0, BN)).to(tl.int64)
+        cols = j0 + tl.arange(0, BN)
         cmask = cols < m
-        s, rb = _logits(a_ptr, b_ptr, ra, rb_ptr, t, bias, rows, cols, rmask, cmask, D, stride_a, stride_b,
+        b_blk = b_ptr + j0.to(tl.int64) * stride_b
+        s, rb = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                         BM, BN, BK, PRECISION, UPCAST)
-        pos = _positives(ga, gb_ptr, mask_ptr, rows, cols, rmask, cmask, stride_mr, stride_mc, POS) if POS != 0 and KIND == 0 else 0
+        pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc, BM, BN, POS) if POS != 0 and KIND == 0 else 0
         g = _grad_block(s, ca, cb_ptr, la, lb_ptr, na, nb_ptr, ma, mb_ptr, pos, cols, cmask, KIND, POS, A_TERMS, B_TERMS)
         g = tl.where(rmask[:, None] & cmask[None, :], g, 0.0)  # also drops inf/nan of padded entries
         gsum += tl.sum(g, 1)
@@ -207,8 +215,8 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
         for k0 in range(0, D, BK):
             ks = k0 + tl.arange(0, BK)
             kmask = ks < D
-            bt = tl.load(b_ptr + cols[:, None] * stride_b + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
-            optr = out_ptr + rows[:, None] * stride_o + ks[None, :]
+            bt = tl.load(b_blk + lc[:, None] * stride_b + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
+            optr = o_blk + lr[:, None] * stride_o + ks[None, :]
             omask = rmask[:, None] & kmask[None, :]
             acc = tl.load(optr, mask=omask, other=0.0)
             acc = tl.dot(_operand(gw, UPCAST), _operand(bt, UPCAST), acc, input_precision=PRECISION)

@@ -72,16 +72,18 @@ class Stats:
     argmax: Tensor
 
 
-def blocks(dtype: torch.dtype) -> dict[str, int]:
+def blocks(dtype: torch.dtype, mask: bool = False) -> dict[str, int]:
     """Block sizes and launch options: rows ``BM`` x columns ``BN`` per block, ``BK`` features per
-    ``tl.dot`` step. Half precision: 64 x 128 x 64, 8 warps (the tensor cores' shape, two
-    ``[64, 128]`` fp32 tiles live); fp32: 64 x 64 x 32, 4 warps. Under the CPU interpreter 16 x 16 x 16
-    (small tests still cover ragged blocks). Not yet tuned on a GPU."""
+    ``tl.dot`` step. Half precision: 64 x 128 x 32 (wgmma tiles on Hopper); fp32: 64 x 64 x 32; both
+    8 warps, 3 stages; with a positive ``mask`` (its ``[BM, BN]`` tiles take registers too) half
+    precision uses ``BN`` = 64. Compiled for sm_90a, every kernel fits in 255 registers per thread
+    with at most 40 bytes of spills (BK = 64 or 4 warps spill hundreds of bytes). Under the CPU interpreter
+    16 x 16 x 16 (small tests still cover ragged blocks). Not yet timed on a GPU."""
     if triton_interpreted():
         return {"BM": 16, "BN": 16, "BK": 16, "num_warps": 1}
     if dtype in (torch.float16, torch.bfloat16):
-        return {"BM": 64, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 3}
-    return {"BM": 64, "BN": 64, "BK": 32, "num_warps": 4, "num_stages": 3}
+        return {"BM": 64, "BN": 64 if mask else 128, "BK": 32, "num_warps": 8, "num_stages": 3}
+    return {"BM": 64, "BN": 64, "BK": 32, "num_warps": 8, "num_stages": 3}
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -109,7 +111,7 @@ def stats_sweep(a: Side, b: Side, scale: Tensor, bias: Tensor, kind: Literal["so
     total = torch.empty(n, dtype=torch.float32, device=dev)
     neg = torch.empty(n if kind == "softmax" and a.pos else 0, dtype=torch.float32, device=dev)
     arg = torch.empty(n if argmax else 0, dtype=torch.long, device=dev)
-    cfg = blocks(a.feats.dtype)
+    cfg = blocks(a.feats.dtype, a.pos == 2)
     ptrs, sizes = _common(a, b)
     spare = torch.empty(1, dtype=torch.float32, device=dev)  # pointer of an unused output (never aliased to one
     # that is written: the CPU interpreter copies every argument back after the kernel)
@@ -131,7 +133,7 @@ def grad_sweep(a: Side, b: Side, scale: Tensor, bias: Tensor, kind: Literal["sof
     zero = a.inv_norm  # placeholder pointer of an absent coefficient
     ca, cb = a.coef or Coef(zero), b.coef or Coef(zero)
     vecs = [ca.c, cb.c, ca.lse, cb.lse, ca.n, cb.n, ca.lneg, cb.lneg]
-    cfg = blocks(a.feats.dtype)
+    cfg = blocks(a.feats.dtype, a.pos == 2)
     K.grad_kernel[(triton_cdiv(n, cfg["BM"]),)](
         *ptrs, scale, bias, *[zero if v is None else v.contiguous() for v in vecs], out, gsum, *sizes, out.stride(0),
         KIND=_KIND[kind], POS=a.pos, A_TERMS=a.coef is not None, B_TERMS=b.coef is not None,
