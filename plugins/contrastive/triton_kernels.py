@@ -73,7 +73,7 @@ def _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stri
         gb = tl.load(gb_ptr + cols, mask=cmask, other=0)
         return ga[:, None] == gb[None, :]
     else:
-        blk = mask_ptr + r0.to(tl.int64) * stride_mr + j0.to(tl.int64) * stride_mc  # the mask has R * C entries
+        blk = mask_ptr + r0 * stride_mr.to(tl.int64) + j0 * stride_mc.to(tl.int64)  # the mask has R * C entries
         lr, lc = tl.arange(0, BM), tl.arange(0, BN)
         m = tl.load(blk + lr[:, None] * stride_mr + lc[None, :] * stride_mc, mask=rmask[:, None] & cmask[None, :], other=0)
         return m != 0
@@ -98,7 +98,10 @@ def _softplus(s):
     return tl.maximum(s, 0.0) + log1p
 
 
-@triton.jit
+_STRIDES = ["stride_a", "stride_b", "stride_mr", "stride_mc", "stride_o"]  # never constexpr 1: they are cast to int64
+
+
+@triton.jit(do_not_specialize=_STRIDES[:4])
 def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr,
                  out_ptr, neg_ptr, arg_ptr, n, m, D, stride_a, stride_b, stride_mr, stride_mc,
                  KIND: tl.constexpr, POS: tl.constexpr, NEG: tl.constexpr, ARGMAX: tl.constexpr,
@@ -121,7 +124,7 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
     for j0 in range(0, m, BN):
         cols = j0 + tl.arange(0, BN)
         cmask = cols < m
-        b_blk = b_ptr + j0.to(tl.int64) * stride_b
+        b_blk = b_ptr + j0 * stride_b.to(tl.int64)
         s, _ = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                        BM, BN, BK, PRECISION, UPCAST)
         s = tl.where(cmask[None, :], s, float("-inf"))  # ragged last column block
@@ -179,7 +182,7 @@ def _grad_block(s, ca, cb_ptr, la, lb_ptr, na, nb_ptr, ma, mb_ptr, pos, cols, cm
         return c * tl.sigmoid(s)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_STRIDES)
 def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr,
                 ca_ptr, cb_ptr, la_ptr, lb_ptr, na_ptr, nb_ptr, ma_ptr, mb_ptr, out_ptr, gsum_ptr,
                 n, m, D, stride_a, stride_b, stride_mr, stride_mc, stride_o,
@@ -204,7 +207,7 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
     for j0 in range(0, m, BN):
         cols = j0 + tl.arange(0, BN)
         cmask = cols < m
-        b_blk = b_ptr + j0.to(tl.int64) * stride_b
+        b_blk = b_ptr + j0 * stride_b.to(tl.int64)
         s, rb = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                         BM, BN, BK, PRECISION, UPCAST)
         pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc, BM, BN, POS) if POS != 0 and KIND == 0 else 0
