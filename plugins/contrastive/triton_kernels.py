@@ -8,18 +8,19 @@ per row block; ``a . b`` is a ``tl.dot`` over ``D`` in ``BK`` slices with fp32 a
 never stored: extra memory is ``O(n)`` per launch. The column direction is the same kernel
 launched with ``a`` and ``b`` swapped (the matrix transposed).
 
-- :func:`stats_kernel` (forward): per row, ``KIND=0`` (softmax) the log-sum-exp over all
-  columns and, with ``NEG``, over the negatives only (online max/sum, flash-attention
-  style; ``-inf`` when a row has no negative); ``KIND=1`` (sigmoid) ``sum_j softplus(s_ij)``;
-  ``KIND=2`` nothing but, with ``ARGMAX``, the first column of each row's maximum.
-- :func:`grad_kernel` (backward): recomputes each block, forms the dense part of
-  ``G = dL/ds`` (softmax: ``ca_i e^{s-la_i} + cb_j e^{s-lb_j} + neg_ij (na_i e^{s-ma_i} + nb_j e^{s-mb_j})``;
-  sigmoid: ``(ca_i + cb_j) sigmoid(s)``) and accumulates ``out[i] += sum_j G_ij rb_j b_j``
-  (each program owns its rows: no atomics) and ``gsum[i] = sum_j G_ij``. The sparse
-  positive and label-smoothing terms are added by the caller in ``O((n + m) D)``.
+- :func:`stats_kernel` (forward), per row: ``KIND=0`` (softmax) the log-sum-exp over all
+  columns and, with ``NEG``, over the negatives only (online max/sum, flash-attention style;
+  ``-inf`` when a row has no negative); ``KIND=1`` (sigmoid) ``sum_j softplus(-+s_ij)`` (minus
+  on positives); ``KIND=3`` given each row's negatives-only log-sum-exp ``ln``, the sums over
+  its positives of ``softplus(ln - s)`` and ``sigmoid(ln - s)`` and their number; ``KIND=2``
+  nothing but, with ``ARGMAX`` (any kind), the first column of each row's maximum.
+- :func:`grad_kernel` (backward): recomputes each block, forms ``G = dL/ds`` from both sides'
+  coefficients and accumulates ``out[i] += sum_j G_ij rb_j b_j`` (each program owns its rows:
+  no atomics) and ``gsum[i] = sum_j G_ij``.
 
-Positives (``POS``): 0 none needed (matching pairs: the dense terms cover every column),
-1 equal group ids ``ga[i] == gb[j]``, 2 an explicit bool mask ``[n, m]`` (strides given).
+Positives (``POS``): 0 the matching pairs ``j = i + offset``, 1 equal group ids
+``ga[i] == gb[j]``, 2 an explicit bool mask ``[n, m]`` (strides given). Nothing has a
+data-dependent shape.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, 
 
 
 @triton.jit
-def _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc,
+def _positives(ga, gb_ptr, mask_ptr, r0, j0, rows, cols, rmask, cmask, offset, stride_mr, stride_mc,
                BM: tl.constexpr, BN: tl.constexpr, POS: tl.constexpr):
-    """``[BM, BN]`` bool: which entries of the block at ``(r0, j0)`` are positives (POS 1: group ids, 2: mask)."""
-    if POS == 1:
+    """``[BM, BN]`` bool: which entries of the block at ``(r0, j0)`` are positives (POS 0: ``j = i + offset``,
+    1: group ids, 2: mask)."""
+    if POS == 0:
+        return cols[None, :] == (rows + offset)[:, None]
+    elif POS == 1:
         gb = tl.load(gb_ptr + cols, mask=cmask, other=0)
         return ga[:, None] == gb[None, :]
     else:
@@ -102,23 +106,25 @@ _STRIDES = ["stride_a", "stride_b", "stride_mr", "stride_mc", "stride_o"]  # nev
 
 
 @triton.jit(do_not_specialize=_STRIDES[:4])
-def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr,
-                 out_ptr, neg_ptr, arg_ptr, n, m, D, stride_a, stride_b, stride_mr, stride_mc,
+def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr, in_ptr,
+                 out_ptr, out2_ptr, out3_ptr, arg_ptr, n, m, D, offset, stride_a, stride_b, stride_mr, stride_mc,
                  KIND: tl.constexpr, POS: tl.constexpr, NEG: tl.constexpr, ARGMAX: tl.constexpr,
                  PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    """Forward statistics of rows ``pid*BM ...`` (see the module docstring); ``out``/``neg`` fp32 ``[n]``."""
+    """Forward statistics of rows ``pid*BM ...`` (see the module docstring); outputs fp32 ``[n]``."""
     r0 = tl.program_id(0) * BM
     rows = r0 + tl.arange(0, BM)
     rmask = rows < n
     a_blk = a_ptr + r0.to(tl.int64) * stride_a
     ra = tl.load(ra_ptr + rows, mask=rmask, other=0.0)
     ga = tl.load(ga_ptr + rows, mask=rmask, other=0) if POS == 1 else 0
+    ln = tl.load(in_ptr + rows, mask=rmask, other=0.0) if KIND == 3 else 0.0
     t = tl.load(scale_ptr)
     bias = tl.load(bias_ptr)
     m_all = tl.full((BM,), float("-inf"), tl.float32)
-    l_all = tl.zeros((BM,), tl.float32)
+    l_all = tl.zeros((BM,), tl.float32)  # KIND 3: sum of softplus(ln - s_p)
     m_neg = tl.full((BM,), float("-inf"), tl.float32)
-    l_neg = tl.zeros((BM,), tl.float32)
+    l_neg = tl.zeros((BM,), tl.float32)  # KIND 3: sum of sigmoid(ln - s_p)
+    count = tl.zeros((BM,), tl.float32)
     best = tl.full((BM,), float("-inf"), tl.float32)
     best_arg = tl.zeros((BM,), tl.int64)
     for j0 in range(0, m, BN):
@@ -134,71 +140,80 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
             better = blk > best
             best = tl.where(better, blk, best)
             best_arg = tl.where(better, blk_arg, best_arg)
+        if KIND != 2 and (KIND != 0 or NEG):
+            pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, rows, cols, rmask, cmask, offset, stride_mr, stride_mc,
+                             BM, BN, POS) & cmask[None, :]
         if KIND == 0:
             m_all, l_all = _online_lse(m_all, l_all, s)
             if NEG:
-                pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc, BM, BN, POS)
                 m_neg, l_neg = _online_lse(m_neg, l_neg, tl.where(pos, float("-inf"), s))
-        if KIND == 1:
-            l_all += tl.sum(tl.where(cmask[None, :], _softplus(s), 0.0), 1)
+        if KIND == 1:  # SigLIP: softplus(-s) on positives, softplus(s) elsewhere
+            l_all += tl.sum(tl.where(cmask[None, :], _softplus(tl.where(pos, -s, s)), 0.0), 1)
+        if KIND == 3:  # each positive against the row's negatives (ln: their log-sum-exp)
+            z = tl.where(pos, ln[:, None] - s, float("-inf"))
+            l_all += tl.sum(tl.where(pos, _softplus(z), 0.0), 1)
+            l_neg += tl.sum(tl.where(pos, tl.sigmoid(z), 0.0), 1)
+            count += tl.sum(pos.to(tl.float32), 1)
     if KIND == 0:
         tl.store(out_ptr + rows, m_all + tl.log(l_all), mask=rmask)
         if NEG:
-            tl.store(neg_ptr + rows, m_neg + tl.log(l_neg), mask=rmask)  # -inf: no negative
+            tl.store(out2_ptr + rows, m_neg + tl.log(l_neg), mask=rmask)  # -inf: no negative
     if KIND == 1:
         tl.store(out_ptr + rows, l_all, mask=rmask)
+    if KIND == 3:
+        tl.store(out_ptr + rows, l_all, mask=rmask)
+        tl.store(out2_ptr + rows, l_neg, mask=rmask)
+        tl.store(out3_ptr + rows, count, mask=rmask)
     if ARGMAX:
         tl.store(arg_ptr + rows, best_arg, mask=rmask)
 
 
 @triton.jit
-def _grad_block(s, ca, cb_ptr, la, lb_ptr, na, nb_ptr, ma, mb_ptr, pos, cols, cmask,
-                KIND: tl.constexpr, POS: tl.constexpr, A_TERMS: tl.constexpr, B_TERMS: tl.constexpr):
-    """Dense part of ``dL/ds`` on one block (see the module docstring); ``[BM, BN]`` fp32."""
-    if KIND == 0:
-        g = tl.zeros(s.shape, tl.float32)
-        if A_TERMS:
-            g += ca[:, None] * tl.exp(s - la[:, None])
-        if B_TERMS:
-            cb = tl.load(cb_ptr + cols, mask=cmask, other=0.0)
-            lb = tl.load(lb_ptr + cols, mask=cmask, other=0.0)
-            g += cb[None, :] * tl.exp(s - lb[None, :])
-        if POS != 0:  # grouped: negatives-only terms (their exponent <= 0 on negatives)
-            gn = tl.zeros(s.shape, tl.float32)
-            if A_TERMS:
-                gn += na[:, None] * tl.exp(s - ma[:, None])
-            if B_TERMS:
-                nb = tl.load(nb_ptr + cols, mask=cmask, other=0.0)
-                mb = tl.load(mb_ptr + cols, mask=cmask, other=0.0)
-                gn += nb[None, :] * tl.exp(s - mb[None, :])
-            g += tl.where(pos, 0.0, gn)
-        return g
+def _coef(ptr, k: tl.constexpr, idx, msk, stride):
+    """Row ``k`` of a side's coefficient matrix ``[7, n]`` (see :func:`grad_kernel`) at ``idx``."""
+    return tl.load(ptr + k * stride + idx, mask=msk, other=0.0)
+
+
+@triton.jit
+def _side_terms(s, pos, ptr, idx, msk, stride, ROW: tl.constexpr, KIND: tl.constexpr, POS: tl.constexpr):
+    """One side's part of ``dL/ds`` on a block, its vectors broadcast along rows (``ROW``) or columns."""
+    c = _coef(ptr, 0, idx, msk, stride)
+    c = c[:, None] if ROW else c[None, :]
+    if KIND == 1:
+        return c * (tl.sigmoid(s) - pos.to(tl.float32))
+    lse = _coef(ptr, 1, idx, msk, stride)
+    k = _coef(ptr, 2, idx, msk, stride)
+    lse, k = (lse[:, None], k[:, None]) if ROW else (lse[None, :], k[None, :])
+    g = c * tl.exp(s - lse) + k
+    if POS == 0:
+        d = _coef(ptr, 3, idx, msk, stride)
+        return g + tl.where(pos, d[:, None] if ROW else d[None, :], 0.0)
     else:
-        c = tl.zeros(s.shape, tl.float32)
-        if A_TERMS:
-            c += ca[:, None]
-        if B_TERMS:
-            c += tl.load(cb_ptr + cols, mask=cmask, other=0.0)[None, :]
-        return c * tl.sigmoid(s)
+        nc = _coef(ptr, 4, idx, msk, stride)
+        ln = _coef(ptr, 5, idx, msk, stride)
+        pc = _coef(ptr, 6, idx, msk, stride)
+        nc, ln, pc = (nc[:, None], ln[:, None], pc[:, None]) if ROW else (nc[None, :], ln[None, :], pc[None, :])
+        # inf * 0 in the branch not taken (ln = -inf: a row with no negative) is discarded by where
+        return g + tl.where(pos, pc * tl.sigmoid(ln - s), nc * tl.exp(s - ln))
 
 
 @triton.jit(do_not_specialize=_STRIDES)
-def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr,
-                ca_ptr, cb_ptr, la_ptr, lb_ptr, na_ptr, nb_ptr, ma_ptr, mb_ptr, out_ptr, gsum_ptr,
-                n, m, D, stride_a, stride_b, stride_mr, stride_mc, stride_o,
+def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_ptr, bias_ptr, ca_ptr, cb_ptr,
+                out_ptr, gsum_ptr, n, m, D, offset, stride_a, stride_b, stride_mr, stride_mc, stride_o,
                 KIND: tl.constexpr, POS: tl.constexpr, A_TERMS: tl.constexpr, B_TERMS: tl.constexpr,
                 PRECISION: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    """Backward of rows ``pid*BM ...``: ``out [n, D]`` fp32 (zero-initialised) ``+= G rb b``, ``gsum [n]``."""
+    """Backward of rows ``pid*BM ...``: ``out [n, D]`` fp32 (zero-initialised) ``+= G rb b``, ``gsum [n]``.
+
+    ``ca [7, n]`` / ``cb [7, m]``: each side's coefficients, rows ``c, lse, k, d, nc, ln, pc``
+    (softmax: ``c e^{s-lse} + k + [pos] d`` with matching pairs, ``c e^{s-lse} + k + [pos] pc
+    sigmoid(ln-s) + [neg] nc e^{s-ln}`` with groups or a mask; sigmoid: ``c (sigmoid(s) - [pos])``).
+    """
     r0 = tl.program_id(0) * BM
     rows = r0 + tl.arange(0, BM)
     rmask = rows < n
     a_blk = a_ptr + r0.to(tl.int64) * stride_a
     ra = tl.load(ra_ptr + rows, mask=rmask, other=0.0)
     ga = tl.load(ga_ptr + rows, mask=rmask, other=0) if POS == 1 else 0
-    ca = tl.load(ca_ptr + rows, mask=rmask, other=0.0) if A_TERMS else 0.0
-    la = tl.load(la_ptr + rows, mask=rmask, other=0.0) if A_TERMS and KIND == 0 else 0.0
-    na = tl.load(na_ptr + rows, mask=rmask, other=0.0) if A_TERMS and POS != 0 and KIND == 0 else 0.0
-    ma = tl.load(ma_ptr + rows, mask=rmask, other=0.0) if A_TERMS and POS != 0 and KIND == 0 else 0.0
     t = tl.load(scale_ptr)
     bias = tl.load(bias_ptr)
     gsum = tl.zeros((BM,), tl.float32)
@@ -210,8 +225,12 @@ def grad_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_pt
         b_blk = b_ptr + j0 * stride_b.to(tl.int64)
         s, rb = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                         BM, BN, BK, PRECISION, UPCAST)
-        pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, cols, rmask, cmask, stride_mr, stride_mc, BM, BN, POS) if POS != 0 and KIND == 0 else 0
-        g = _grad_block(s, ca, cb_ptr, la, lb_ptr, na, nb_ptr, ma, mb_ptr, pos, cols, cmask, KIND, POS, A_TERMS, B_TERMS)
+        pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, rows, cols, rmask, cmask, offset, stride_mr, stride_mc, BM, BN, POS)
+        g = tl.zeros((BM, BN), tl.float32)
+        if A_TERMS:
+            g += _side_terms(s, pos, ca_ptr, rows, rmask, n, True, KIND, POS)
+        if B_TERMS:
+            g += _side_terms(s, pos, cb_ptr, cols, cmask, m, False, KIND, POS)
         g = tl.where(rmask[:, None] & cmask[None, :], g, 0.0)  # also drops inf/nan of padded entries
         gsum += tl.sum(g, 1)
         gw = (g * rb[None, :]).to(b_ptr.dtype.element_ty)  # [BM, BN] operand of the gradient matmul

@@ -1,18 +1,19 @@
-"""The softmax losses from the fused kernels' log-sum-exps, and the coefficients of their backward.
+"""The softmax losses (``clip``, ``infonce``) on the fused kernels: forward sweeps, losses, and the
+coefficients of ``dL/ds`` for the backward sweeps.
 
-Same formulas as :mod:`losskit_plugins.contrastive.engine` (its docstring), written with
-per-row log-sum-exps ``lse_i`` (all columns) and ``lneg_i`` (negatives only, ``-inf`` when
-none) instead of shifted sums. Per row ``i`` with positives ``P_i``, ``w_i = (1 - eps) g_i / |P_i|``::
+Same formulas as the PyTorch engine (:mod:`losskit_plugins.contrastive.engine`), written with
+per-row log-sum-exps ``lse_i`` (all columns) and ``ln_i`` (negatives only, ``-inf`` when
+none). Per row ``i`` with positives ``P_i`` and upstream gradient ``g_i``, ``n`` columns::
 
     matching pairs:  L_i = lse_i - (1 - eps) s_ip - eps mean_j s_ij
-                     dL/ds_ij = g_i e^{s_ij - lse_i} - (1 - eps) g_i [j = p] - eps g_i / C
-    grouped:         L_i = (1 - eps) mean_p softplus(lneg_i - s_ip) + eps (lse_i - mean_j s_ij)   (0 if P_i is empty)
-                     dL/ds_ij = eps g_i e^{s_ij - lse_i} + [j negative] beta_i e^{s_ij - lneg_i}
-                                - [j in P_i] w_i sigmoid(lneg_i - s_ij) - eps g_i / C,
-                     beta_i = w_i sum_p sigmoid(lneg_i - s_ip)
+                     dL/ds_ij = g_i e^{s_ij - lse_i} - eps g_i / n - [j = p] (1 - eps) g_i
+    groups / mask:   L_i = (1 - eps) / |P_i| sum_p softplus(ln_i - s_ip) + eps (lse_i - mean_j s_ij)   (0 if P_i is empty)
+                     dL/ds_ij = eps g_i e^{s_ij - lse_i} - eps g_i / n
+                                + [j negative] w_i beta_i e^{s_ij - ln_i} - [j in P_i] w_i sigmoid(ln_i - s_ij),
+                     w_i = (1 - eps) g_i / |P_i|,  beta_i = sum_p sigmoid(ln_i - s_ip)
 
-(the same per column). The kernels form the dense exponential terms; the positive and
-constant terms are the ``v`` / ``k`` corrections of the engine's gradient finish.
+and the same per column. With groups or a mask the positives' sums need ``ln_i`` first:
+one more sweep per direction (``stats_sweep(..., "positives")``).
 """
 
 from __future__ import annotations
@@ -22,90 +23,72 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from losskit_plugins.contrastive.engine import EngineOptions, softplus
-from losskit_plugins.contrastive.triton_sweep import Coef, Stats
+from losskit_plugins.contrastive.engine import EngineOptions
+from losskit_plugins.contrastive.triton_sweep import Side, Stats, coefficients, stats_sweep
 
-__all__ = ["Coefficients", "softmax_coefficients", "softmax_losses"]
-
-
-def _counts(idx: Tensor, n: int) -> Tensor:
-    """``[n]`` fp32 number of positives per row (no host synchronisation, unlike ``bincount``)."""
-    return torch.zeros(n, dtype=torch.float32, device=idx.device).index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
-
-
-def _mean_logits(x: Tensor, y: Tensor, rx: Tensor, ry: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
-    """``[R]`` mean over the columns of ``s_ij`` in ``O((R + C) D)``: ``scale rx_i x_i . sum_j ry_j y_j / C + bias``."""
-    col_sum = ry @ y.float()  # [D] sum of the (unit) columns
-    return (x.float() @ col_sum) * rx * scale / y.shape[0] + bias
-
-
-def _direction(st: Stats, idx: Tensor, count: Tensor | None, mean: Tensor | None, s_pos: Tensor, eps: float) -> Tensor:
-    """Per-row loss of one direction (formulas in the module docstring)."""
-    if count is None:  # matching pairs: row i's positive is s_pos[i]
-        return st.total - (1 - eps) * s_pos - (eps * mean if mean is not None else 0.0)
-    assert st.neg is not None
-    smooth = eps * (st.total - mean) if mean is not None else 0.0
-    per_pos = softplus(st.neg[idx] - s_pos)  # [P]
-    mean_pos = torch.zeros_like(st.total).index_add_(0, idx, per_pos) / count.clamp_min(1)
-    return torch.where(count > 0, (1 - eps) * mean_pos + smooth, torch.zeros_like(mean_pos))
-
-
-def softmax_losses(
-    x: Tensor, y: Tensor, rx: Tensor, ry: Tensor, scale: Tensor, bias: Tensor, s_pos: Tensor,
-    o: EngineOptions, rows: Stats, cols: Stats | None,
-) -> tuple[Tensor, Tensor, dict[str, Tensor | Stats | None]]:
-    """``(row_loss [R], col_loss [C], what backward needs)`` from the sweeps' statistics."""
-    P, eps = o.pairs, o.label_smoothing
-    grouped = not P.single
-    R, C = x.shape[0], y.shape[0]
-    count_r = _counts(P.rows, R) if grouped else None
-    count_c = _counts(P.cols, C) if grouped and cols is not None else None
-    mean_r = _mean_logits(x, y, rx, ry, scale, bias) if eps > 0 else None
-    row_loss = _direction(rows, P.rows, count_r, mean_r, s_pos, eps) if o.rows else x.new_zeros(R, dtype=torch.float32)
-    col_loss = x.new_zeros(C, dtype=torch.float32)
-    if cols is not None:
-        mean_c = _mean_logits(y, x, ry, rx, scale, bias) if eps > 0 else None
-        col_loss = _direction(cols, P.cols, count_c, mean_c, s_pos, eps)
-    return row_loss, col_loss, {"rows": rows, "cols": cols, "count_r": count_r, "count_c": count_c}
+__all__ = ["Direction", "softmax_coefficients", "softmax_forward"]
 
 
 @dataclass
-class Coefficients:
-    """Backward coefficients: per side (``cols`` None without the column direction), the
-    sparse positive term ``v [P]`` and the label-smoothing constants ``k_r [R]``, ``k_c [C]``."""
+class Direction:
+    """One direction's statistics (``[n]`` fp32): log-sum-exps, and with groups or a mask the
+    negatives-only log-sum-exp, the positives' sigmoid sums and counts."""
 
-    rows: Coef
-    cols: Coef | None
-    v: Tensor
-    k_r: Tensor | None
-    k_c: Tensor | None
-
-
-def _side(st: Stats, g: Tensor, idx: Tensor, count: Tensor | None, s_pos: Tensor, eps: float) -> tuple[Coef, Tensor]:
-    """One side's coefficients and its part of ``v`` (``g`` already 0 on rows without positives)."""
-    if count is None:
-        return Coef(g, st.total), -(1 - eps) * g[idx]
-    assert st.neg is not None
-    w = (1 - eps) * g / count.clamp_min(1)
-    sig = torch.sigmoid(st.neg[idx] - s_pos)  # [P]; 0 where the row has no negative
-    beta = w * torch.zeros_like(w).index_add_(0, idx, sig)
-    lneg = torch.where(torch.isfinite(st.neg), st.neg, torch.zeros_like(st.neg))  # rows without negatives: unused
-    return Coef(eps * g, st.total, beta, lneg), -w[idx] * sig
+    lse: Tensor
+    ln: Tensor | None = None
+    beta: Tensor | None = None
+    count: Tensor | None = None
 
 
-def softmax_coefficients(saved: dict, o: EngineOptions, g_r: Tensor, g_c: Tensor, s_pos: Tensor, R: int, C: int) -> Coefficients:
-    """The coefficients of ``dL/ds`` for upstream gradients ``g_r [R]``, ``g_c [C]``."""
-    P, eps = o.pairs, o.label_smoothing
-    g_r = g_r if o.rows else torch.zeros_like(g_r)
-    if saved["count_r"] is not None:  # grouped: rows (columns) without a positive have loss 0
-        g_r = torch.where(saved["count_r"] > 0, g_r, torch.zeros_like(g_r))
-    if saved["count_c"] is not None:
-        g_c = torch.where(saved["count_c"] > 0, g_c, torch.zeros_like(g_c))
-    rows, v = _side(saved["rows"], g_r, P.rows, saved["count_r"], s_pos, eps)
-    cols = None
-    if saved["cols"] is not None:
-        cols, v_c = _side(saved["cols"], g_c, P.cols, saved["count_c"], s_pos, eps)
-        v = v + v_c
-    k_r = eps * g_r / C if eps > 0 else None
-    k_c = eps * g_c / R if eps > 0 and cols is not None else None
-    return Coefficients(rows, cols, v, k_r, k_c)
+def _mean_logits(a: Side, b: Side, scale: Tensor, bias: Tensor) -> Tensor:
+    """``[n]`` mean of each row's logits in ``O((n + m) D)``: ``scale ra_i a_i . sum_j rb_j b_j / m + bias``."""
+    col_sum = b.inv_norm @ b.feats.float()  # [D] sum of the (unit) columns
+    return (a.feats.float() @ col_sum) * a.inv_norm * scale / b.feats.shape[0] + bias
+
+
+def _direction(a: Side, b: Side, scale: Tensor, bias: Tensor, o: EngineOptions, s_pos: Tensor | None) -> tuple[Tensor, Direction, Stats]:
+    """Loss ``[n]`` of the rows of ``a`` against ``b``, its statistics and the first sweep's output."""
+    eps = o.label_smoothing
+    st = stats_sweep(a, b, scale, bias, "softmax", argmax=o.metrics, neg=s_pos is None)
+    mean = _mean_logits(a, b, scale, bias) if eps > 0 else None
+    smooth = eps * (st.total - mean) if mean is not None else 0.0
+    if s_pos is not None:  # matching pairs
+        return (1 - eps) * (st.total - s_pos) + smooth, Direction(st.total), st
+    assert st.second is not None
+    pt = stats_sweep(a, b, scale, bias, "positives", lneg=st.second)
+    assert pt.count is not None and pt.second is not None
+    loss = (1 - eps) * pt.total / pt.count.clamp_min(1) + smooth
+    loss = torch.where(pt.count > 0, loss, torch.zeros_like(loss))
+    return loss, Direction(st.total, st.second, pt.second, pt.count), st
+
+
+def softmax_forward(
+    rows: Side, cols: Side, scale: Tensor, bias: Tensor, o: EngineOptions, s_pos: Tensor | None
+) -> tuple[Tensor, Tensor, list[Direction | None], Tensor, Tensor]:
+    """``(row_loss [R], col_loss [C], [row, column statistics], row_argmax, col_argmax)``;
+    ``s_pos [R]``: the matching pairs' logits (None with groups or a mask)."""
+    row_loss, d_r, st_r = _direction(rows, cols, scale, bias, o, s_pos)
+    col_loss, d_c, col_arg = rows.feats.new_zeros(cols.feats.shape[0], dtype=torch.float32), None, st_r.argmax[:0]
+    if o.cols:
+        col_loss, d_c, st_c = _direction(cols, rows, scale, bias, o, s_pos)
+        col_arg = st_c.argmax
+    return row_loss, col_loss, [d_r, d_c], st_r.argmax, col_arg
+
+
+def _side_coefficients(d: Direction, g: Tensor, eps: float, n_other: int) -> Tensor:
+    """``[7, n]`` coefficients of one direction (formulas in the module docstring)."""
+    if d.count is None:
+        return coefficients(g.numel(), g, c=g, lse=d.lse, k=-eps * g / n_other, d=-(1 - eps) * g)
+    assert d.beta is not None and d.ln is not None
+    w = torch.where(d.count > 0, g, torch.zeros_like(g))  # rows without a positive have loss 0
+    per = (1 - eps) * w / d.count.clamp_min(1)
+    return coefficients(g.numel(), g, c=eps * w, lse=d.lse, k=-eps * w / n_other, nc=per * d.beta, ln=d.ln, pc=-per)
+
+
+def softmax_coefficients(dirs: list[Direction | None], o: EngineOptions, g_r: Tensor, g_c: Tensor, R: int, C: int) -> tuple[Tensor | None, Tensor | None]:
+    """The rows' and the columns' coefficient matrices (None for a direction not computed)."""
+    d_r, d_c = dirs
+    assert d_r is not None
+    rows = _side_coefficients(d_r, g_r, o.label_smoothing, C) if o.rows else None
+    cols = _side_coefficients(d_c, g_c, o.label_smoothing, R) if d_c is not None else None
+    return rows, cols

@@ -25,8 +25,7 @@ from losskit_plugins.contrastive import triton_kernels as K  # noqa: E402
 from losskit_plugins.contrastive.triton_sweep import blocks  # noqa: E402
 
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-VECTORS = ["ra_ptr", "rb_ptr", "scale_ptr", "bias_ptr", "out_ptr", "neg_ptr", "gsum_ptr",
-           "ca_ptr", "cb_ptr", "la_ptr", "lb_ptr", "na_ptr", "nb_ptr", "ma_ptr", "mb_ptr"]
+VECTORS = ["ra_ptr", "rb_ptr", "scale_ptr", "bias_ptr", "in_ptr", "out_ptr", "out2_ptr", "out3_ptr", "gsum_ptr", "ca_ptr", "cb_ptr"]
 
 
 def _compile(fn, dtype: str, consts: dict) -> str:
@@ -55,19 +54,20 @@ def _spills(ptx: str, tmp_path: Path) -> int:
     "kernel, consts",
     [
         ("stats", {"KIND": 0, "POS": 1, "NEG": True, "ARGMAX": True}),  # clip rows with group ids and metrics
+        ("stats", {"KIND": 3, "POS": 1, "NEG": False, "ARGMAX": False}),  # the positives' terms, group ids
         ("stats", {"KIND": 1, "POS": 0, "NEG": False, "ARGMAX": False}),  # siglip
         ("grad", {"KIND": 0, "POS": 2, "A_TERMS": True, "B_TERMS": True}),  # clip with a mask, both directions
         ("grad", {"KIND": 1, "POS": 0, "A_TERMS": False, "B_TERMS": True}),  # siglip's column sweep
     ],
-    ids=["stats-softmax-groups", "stats-sigmoid", "grad-softmax-mask", "grad-sigmoid"],
+    ids=["stats-softmax-groups", "stats-positives", "stats-sigmoid", "grad-softmax-mask", "grad-sigmoid"],
 )
 def test_kernels_compile_for_hopper_without_spilling(kernel, consts, dtype, tmp_path):
     fn = K.stats_kernel if kernel == "stats" else K.grad_kernel
     ptx = _compile(fn, dtype, {**consts, "PRECISION": "ieee"})
     assert ("wgmma" in ptx) == (dtype == "bf16")  # tensor cores for half operands; IEEE fp32 on the FMA units
-    assert _spills(ptx, tmp_path) <= 64
+    assert _spills(ptx, tmp_path) <= 128  # a few registers; BK = 64 or 4 warps spill 200-900 bytes
 
 
 def test_tf32x3_precision_compiles_to_tensor_cores():
-    ptx = _compile(K.grad_kernel, "fp32", {"KIND": 0, "POS": 0, "A_TERMS": True, "B_TERMS": True, "PRECISION": "tf32x3"})
+    ptx = _compile(K.grad_kernel, "fp32", {"KIND": 0, "POS": 1, "A_TERMS": True, "B_TERMS": True, "PRECISION": "tf32x3"})
     assert "wgmma" in ptx
