@@ -13,7 +13,8 @@ launched with ``a`` and ``b`` swapped (the matrix transposed).
   ``-inf`` when a row has no negative); ``KIND=1`` (sigmoid) ``sum_j softplus(-+s_ij)`` (minus
   on positives); ``KIND=3`` given each row's negatives-only log-sum-exp ``ln``, the sums over
   its positives of ``softplus(ln - s)`` and ``sigmoid(ln - s)`` and their number; ``KIND=2``
-  nothing but, with ``ARGMAX`` (any kind), the first column of each row's maximum.
+  nothing; with ``ARGMAX`` (any kind but 3; metrics) also the first column of each row's maximum
+  and the sum of its positives' logits (in ``out3``).
 - :func:`grad_kernel` (backward): recomputes each block, forms ``G = dL/ds`` from both sides'
   coefficients and accumulates ``out[i] += sum_j G_ij rb_j b_j`` (each program owns its rows:
   no atomics) and ``gsum[i] = sum_j G_ij``.
@@ -134,15 +135,16 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
         s, _ = _logits(a_blk, b_blk, ra, rb_ptr, t, bias, cols, rmask, cmask, D, stride_a, stride_b,
                        BM, BN, BK, PRECISION, UPCAST)
         s = tl.where(cmask[None, :], s, float("-inf"))  # ragged last column block
-        if ARGMAX:
+        if (ARGMAX or KIND == 1) or (KIND == 3 or NEG):  # two-operand boolean ops: older Triton rejects chains
+            pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, rows, cols, rmask, cmask, offset, stride_mr, stride_mc,
+                             BM, BN, POS) & cmask[None, :]
+        if ARGMAX:  # metrics: row maximum and the positives' logit sum
+            count += tl.sum(tl.where(pos, s, 0.0), 1)
             blk = tl.max(s, 1)
             blk_arg = tl.argmax(s, 1).to(tl.int64) + j0
             better = blk > best
             best = tl.where(better, blk, best)
             best_arg = tl.where(better, blk_arg, best_arg)
-        if KIND != 2 and (KIND != 0 or NEG):
-            pos = _positives(ga, gb_ptr, mask_ptr, r0, j0, rows, cols, rmask, cmask, offset, stride_mr, stride_mc,
-                             BM, BN, POS) & cmask[None, :]
         if KIND == 0:
             m_all, l_all = _online_lse(m_all, l_all, s)
             if NEG:
@@ -166,6 +168,7 @@ def stats_kernel(a_ptr, b_ptr, ra_ptr, rb_ptr, ga_ptr, gb_ptr, mask_ptr, scale_p
         tl.store(out3_ptr + rows, count, mask=rmask)
     if ARGMAX:
         tl.store(arg_ptr + rows, best_arg, mask=rmask)
+        tl.store(out3_ptr + rows, count, mask=rmask)
 
 
 @triton.jit

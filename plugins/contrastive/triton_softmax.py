@@ -64,15 +64,16 @@ def _direction(a: Side, b: Side, scale: Tensor, bias: Tensor, o: EngineOptions, 
 
 def softmax_forward(
     rows: Side, cols: Side, scale: Tensor, bias: Tensor, o: EngineOptions, s_pos: Tensor | None
-) -> tuple[Tensor, Tensor, list[Direction | None], Tensor, Tensor]:
-    """``(row_loss [R], col_loss [C], [row, column statistics], row_argmax, col_argmax)``;
-    ``s_pos [R]``: the matching pairs' logits (None with groups or a mask)."""
+) -> tuple[Tensor, Tensor, list[Direction | None], Stats, Tensor]:
+    """``(row_loss [R], col_loss [C], [row, column statistics], the row sweep's output (arg-max and
+    positive logit sums with metrics), col_argmax)``; ``s_pos [R]``: the matching pairs' logits
+    (None with groups or a mask)."""
     row_loss, d_r, st_r = _direction(rows, cols, scale, bias, o, s_pos)
     col_loss, d_c, col_arg = rows.feats.new_zeros(cols.feats.shape[0], dtype=torch.float32), None, st_r.argmax[:0]
     if o.cols:
         col_loss, d_c, st_c = _direction(cols, rows, scale, bias, o, s_pos)
         col_arg = st_c.argmax
-    return row_loss, col_loss, [d_r, d_c], st_r.argmax, col_arg
+    return row_loss, col_loss, [d_r, d_c], st_r, col_arg
 
 
 def _side_coefficients(d: Direction, g: Tensor, eps: float, n_other: int) -> Tensor:

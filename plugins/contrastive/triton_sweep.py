@@ -55,6 +55,8 @@ class Side:
         """The row side (``is_rows``) or the column side of ``P``'s matrix."""
         feats, inv_norm = feats.contiguous(), inv_norm.contiguous()  # the kernels index rows with stride 1
         offset = P.offset if is_rows else -P.offset
+        if P.none:  # no positives (SigLIP negative_only): a matching-pair offset no column reaches
+            offset = P.num_cols if is_rows else -P.num_cols
         if P.mask is not None:
             mask = P.mask.view(torch.uint8)
             strides = mask.stride() if is_rows else mask.stride()[::-1]
@@ -70,12 +72,14 @@ class Side:
 class Stats:
     """Forward statistics of the rows of one sweep (``[n]`` fp32; see ``triton_kernels.stats_kernel``):
     ``total`` (log-sum-exp, softplus sum or positive softplus sum), ``second`` (negatives-only
-    log-sum-exp or positive sigmoid sum), ``count`` (positives) and ``argmax`` (or empty)."""
+    log-sum-exp or positive sigmoid sum), ``count`` (positives), and with metrics ``argmax`` (else
+    empty) and ``positive_sum`` (the positives' logits)."""
 
     total: Tensor
     second: Tensor | None
     count: Tensor | None
     argmax: Tensor
+    positive_sum: Tensor | None
 
 
 def blocks(dtype: torch.dtype, mask: bool = False) -> dict[str, int]:
@@ -126,7 +130,7 @@ def stats_sweep(
     f32 = dict(dtype=torch.float32, device=dev)
     total = torch.empty(n, **f32)
     second = torch.empty(n, **f32) if neg or kind == "positives" else None
-    count = torch.empty(n, **f32) if kind == "positives" else None
+    count = torch.empty(n, **f32) if kind == "positives" or argmax else None  # KIND 3: counts; metrics: logit sums
     arg = torch.empty(n if argmax else 0, dtype=torch.long, device=dev)
     spare = torch.empty(1, **f32)  # pointer of an unused output (never aliased to one that is written:
     # the CPU interpreter copies every argument back after the kernel)
@@ -137,7 +141,9 @@ def stats_sweep(
         spare if count is None else count, arg if argmax else spare, *sizes,
         KIND=_KIND[kind], POS=a.pos, NEG=neg, ARGMAX=argmax, **run,
     )
-    return Stats(total, second, count, arg)
+    if argmax:
+        return Stats(total, second, None, arg, count)
+    return Stats(total, second, count, arg, None)
 
 
 def grad_sweep(a: Side, b: Side, scale: Tensor, bias: Tensor, kind: Literal["softmax", "sigmoid"]) -> tuple[Tensor, Tensor]:

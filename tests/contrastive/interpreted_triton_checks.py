@@ -169,10 +169,23 @@ def test_engine_on_distributed_layouts_matches_the_torch_engine(pairs, kind):
         r = pairwise_loss(*leaves, o)
         w = torch.linspace(0.5, 1.5, 12, dtype=dtype)
         total = (r.row_loss * w).sum() + r.col_loss.sum() * 0.7
-        results.append([r.row_loss, r.col_loss, *torch.autograd.grad(total, leaves), r.row_argmax, r.col_argmax])
+        grads = torch.autograd.grad(total, leaves)
+        results.append([r.row_loss, r.col_loss, *grads, r.positive_sum, r.positive_count, r.row_argmax, r.col_argmax])
     got, want = results
-    _close([t.double() for t in got[:6]], [t.detach() for t in want[:6]], 2e-5)
-    assert torch.equal(got[6], want[6]) and torch.equal(got[7], want[7])
+    _close([t.double() for t in got[:8]], [t.detach().double() for t in want[:8]], 2e-5)
+    assert torch.equal(got[8], want[8]) and torch.equal(got[9], want[9])
+
+
+def test_siglip_negative_only_matches_the_torch_path():
+    g = torch.Generator().manual_seed(6)
+    inputs = [torch.randn(21, 18, generator=g) for _ in range(2)]
+    out = []
+    for kernel in ("triton", "torch"):
+        loss_fn = losskit.build("siglip", kernel=kernel, distributed="none")
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        value = loss_fn(*leaves, negative_only=True)
+        out.append([value, *torch.autograd.grad(value, leaves + list(loss_fn.parameters()))])
+    _close(out[0], out[1], 2e-5)
 
 
 def test_metrics_match_the_torch_path():
