@@ -24,12 +24,15 @@ from losskit_plugins.contrastive.engine import EngineOptions, EngineResult
 __all__ = ["fused_pairwise_loss", "keeps_half_operands"]
 
 _HALF = (torch.float16, torch.bfloat16)
+_UNFUSED = ("hard_negative_beta", "debias_tau_plus")  # options that run the dense PyTorch path
 
 
 def keeps_half_operands(cfg: ContrastiveConfig, a: Tensor, b: Tensor) -> bool:
     """Whether ``a``, ``b [B, D]`` (one half dtype) reach the fused kernels without an fp32 upcast."""
-    unfused = getattr(cfg, "hard_negative_beta", 0.0) > 0 or getattr(cfg, "debias_tau_plus", 0.0) > 0
-    return a.dtype in _HALF and a.dtype == b.dtype and not unfused and use_triton(cfg.kernel, a.device)
+    if a.dtype not in _HALF or a.dtype != b.dtype or not use_triton(cfg.kernel, a.device):
+        return False
+    fields = type(cfg).model_fields  # (no getattr default: a missing attribute breaks torch.compile's graph)
+    return all(getattr(cfg, name) == 0 for name in _UNFUSED if name in fields)
 
 
 def fused_pairwise_loss(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, o: EngineOptions) -> EngineResult:
