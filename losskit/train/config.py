@@ -2,23 +2,27 @@
 
 Loaded from YAML (safe loader) or JSON, then dotted command-line overrides
 (``--set optim.lr=3e-4``; values parsed as YAML scalars/lists). Errors are one
-:class:`~losskit.errors.ConfigError` with a line per bad field, ``field.path: message``.
-The ``loss`` section is validated by the loss's own config model through the registry
-(paths ``loss.<field>``), ``curriculum`` by :class:`losskit.Curriculum` when built.
+:class:`~losskit.errors.ConfigError` with a line per bad field, ``field.path: message``,
+under a first line naming the file. The ``loss`` section is validated once, when the
+``TrainConfig`` is, by the loss's own config model through the registry (paths
+``loss.<field>``); a section without ``name`` is the default loss (``clip``) and
+``loss: siglip`` is short for ``loss: {name: siglip}``. ``curriculum`` is validated by
+:class:`losskit.Curriculum` when built.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from losskit.config import config_error
 from losskit.errors import ConfigError
 from losskit.registry import read_mapping, resolve_config
+from losskit.train.overrides import apply_overrides, parse_assignment
 
 __all__ = [
     "CheckpointConfig",
@@ -27,10 +31,16 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "StageConfig",
+    "DEFAULT_LOSS",
     "TrainConfig",
     "apply_overrides",
     "load_train_config",
+    "parse_assignment",
+    "validate_train_config",
 ]
+
+#: the loss of a config whose ``loss`` section names none
+DEFAULT_LOSS = "clip"
 
 Branch = Literal["image", "text", "heads"]
 
@@ -142,9 +152,28 @@ class StageConfig(_Section):
 class EvalConfig(_Section):
     """Retrieval evaluation on the validation split."""
 
-    every: int = Field(0, ge=0, description="Evaluate every N steps (besides before and after training); 0: only those.")
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1, description="K values of recall@K.")
+    every: int | None = Field(
+        None,
+        ge=0,
+        description="Evaluate every N steps besides before and after training; 0: only those; "
+        "null: four times during the run (every ceil(steps / 5) steps).",
+    )
+    ks: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 5, 10], min_length=1, description="K values of recall@K (positive, unique)."
+    )
     batch_size: int = Field(512, ge=1, description="Batch size of the feature extraction.")
+
+    @field_validator("ks")
+    @classmethod
+    def _unique(cls, ks: list[int]) -> list[int]:
+        repeated = sorted({k for k in ks if ks.count(k) > 1})
+        if repeated:
+            raise ValueError(f"K values must be unique, {repeated} repeated in {ks}")
+        return ks
+
+    def interval(self, steps: int) -> int:
+        """Steps between evaluations during training (0: none)."""
+        return self.every if self.every is not None else -(-steps // 5)
 
 
 class CheckpointConfig(_Section):
@@ -160,8 +189,9 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0, description="Seed of initialisation, data order and augmentation.")
     steps: int = Field(900, ge=1, le=100_000_000, description="Optimiser steps.")
     loss: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "clip"},
-        description="The loss spec: {name: <registered loss>, ...its config fields} (see `losskit show NAME`).",
+        default_factory=lambda: {"name": DEFAULT_LOSS},
+        description="The loss spec: {name: <registered loss>, ...its config fields} (see `losskit show NAME`); "
+        "without name: clip; a bare name (loss: siglip) is {name: siglip}.",
     )
     curriculum: dict[str, Any] | None = Field(
         None, description="Optional losskit.Curriculum schedules: {dotted.loss.field: {kind: ..., ...}}."
@@ -188,60 +218,66 @@ class TrainConfig(_Section):
         "auto", description="'auto': a tqdm bar on a terminal, plain log lines otherwise."
     )
 
+    # the loss config validated with this TrainConfig, and the loss section it came from
+    _loss_config: Any = PrivateAttr(default=None)
+    _loss_source: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_spec(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": DEFAULT_LOSS, **value}
+        return value
+
+    @model_validator(mode="after")
+    def _validate_loss(self) -> TrainConfig:
+        self._resolve_loss()
+        return self
+
+    def _resolve_loss(self) -> Any:
+        self._loss_config = resolve_config(self.loss, prefix="loss")
+        self._loss_source = copy.deepcopy(self.loss)
+        return self._loss_config
+
     def loss_config(self) -> Any:
-        """The validated loss config (errors name ``loss.<field>``)."""
-        return resolve_config(self.loss, prefix="loss")
+        """The loss config validated with this TrainConfig (errors name ``loss.<field>``).
 
-
-def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ConfigError([(path, f"{key!r} is not a section, cannot set a field inside it")])
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``; the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError([(text, "expected dotted.field=value, e.g. optim.lr=3e-4")])
-    path, raw = text.split("=", 1)
-    path = path.strip()
-    if not path:
-        raise ConfigError([(text, "empty field path before '='")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every ``dotted.path=value`` of ``overrides`` set."""
-    import copy
-
-    out = copy.deepcopy(data)
-    for text in overrides:
-        _set_path(out, *parse_assignment(text))
-    return out
+        Validated once; only a ``loss`` section changed in place since is validated again.
+        """
+        if self._loss_config is None or self._loss_source != self.loss:
+            return self._resolve_loss()
+        return self._loss_config
 
 
 def validate_train_config(data: dict[str, Any]) -> TrainConfig:
     """Validate a plain mapping, the loss section included; one ConfigError for all problems."""
     try:
-        config = TrainConfig.model_validate(data)
+        return TrainConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise config_error(exc) from None
-    config.loss_config()
-    return config
+
+
+def _check_not_a_loss_file(data: dict[str, Any], path: Path) -> None:
+    if "name" in data and "loss" not in data:
+        raise ConfigError(
+            [(str(path), "this looks like a loss config (a 'name' at the top level); a train config needs a "
+              f"`loss:` section, e.g. loss: {{name: {data['name']}}} (or pass it with --set loss={data['name']})")]
+        )  # fmt: skip
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read ``path`` (YAML or JSON; ``None``: all defaults), apply ``overrides``, validate."""
-    data: dict[str, Any] = read_mapping(path) if path is not None else {}
-    return validate_train_config(apply_overrides(data, overrides or []))
+    """Read ``path`` (YAML or JSON; ``None``: all defaults), apply ``overrides``, validate.
+
+    An error in a file's config says which file (and whether overrides were applied).
+    """
+    if path is None:
+        return validate_train_config(apply_overrides({}, overrides or []))
+    data = read_mapping(path)
+    _check_not_a_loss_file(data, Path(path))
+    try:
+        return validate_train_config(apply_overrides(data, overrides or []))
+    except ConfigError as exc:
+        where = f"{path} with the command-line overrides" if overrides else str(path)
+        raise ConfigError(exc.errors, title=f"invalid train config {where}:") from None
