@@ -44,7 +44,7 @@ def read_text(path: Path) -> str:
 
 def _string(value: Any, where: str, field: str) -> str:
     if not isinstance(value, str):
-        got = "null" if value is None else f"a {type(value).__name__} ({value!r})"
+        got = "null" if value is None else f"{type(value).__name__} {value!r}"
         raise ConfigError([(where, f"{field}: expected a string, got {got}")])
     return value
 
