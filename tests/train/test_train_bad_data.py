@@ -11,6 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from subprocess_output import own_lines
+
 from losskit.errors import LosskitError
 from losskit.train.config import validate_train_config
 from losskit.train.loop import train
@@ -45,7 +47,8 @@ def test_every_training_image_unreadable_stops_with_a_clear_error(tmp_path, tiny
     done = subprocess.run([sys.executable, CLI, "train", "--config", str(tmp_path / "c.yaml")], env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip  (it used to spin forever)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith(f"losskit train: error: no readable training images in {tmp_path / 'bad.jsonl'}")
+    lines = own_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"losskit train: error: no readable training images in {tmp_path / 'bad.jsonl'}")
 
 
 def test_every_validation_image_unreadable_is_a_clear_error(tmp_path, tiny, test_loss):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from subprocess_output import own_lines
 
 from losskit.train.checkpoint import CheckpointError, state_digest
 from losskit.train.config import validate_train_config
@@ -98,7 +99,7 @@ def test_keyless_and_ill_fitting_checkpoints_give_one_warning_line_each(tmp_path
     done = subprocess.run([sys.executable, CLI, "train", "--resume", str(tmp_path / "run")], env=ENV,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    warnings = done.stderr.strip().splitlines()
+    warnings = own_lines(done.stderr)
     assert len(warnings) == 2 and "Traceback" not in done.stderr, done.stderr
     assert "step-00000006.pt skipped: lacks checksum, objective" in warnings[0]
     assert f"step-00000004.pt skipped: model/loss state does not fit this model: {key} has shape [3, 3]" in warnings[1]
@@ -115,6 +116,7 @@ def test_a_full_disk_stops_with_one_line_and_no_temporary_file(tmp_path, tiny, t
     done = subprocess.run([sys.executable, CLI, "train", "--config", str(tmp_path / "c.yaml")], env=ENV,
                           capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit)  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith(f"losskit train: error: cannot write checkpoint {tmp_path / 'run/checkpoints/step-00000002.pt'}")
-    assert "File too large" in done.stderr and "kept the previous checkpoint(s): none" in done.stderr
+    lines = own_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"losskit train: error: cannot write checkpoint {tmp_path / 'run/checkpoints/step-00000002.pt'}")
+    assert "File too large" in lines[0] and "kept the previous checkpoint(s): none" in lines[0]
     assert list((tmp_path / "run/checkpoints").iterdir()) == []
