@@ -8,13 +8,14 @@ whether it all-gathers features across ranks itself.
 
 from __future__ import annotations
 
+from torch import Tensor, nn
+
 import losskit
 from losskit import distributed as kdist
 from losskit.errors import ConfigError
 from losskit.train.config import TrainConfig
 from losskit.train.data.loader import normalize_images
 from losskit.train.models import DualEncoder, TextTransformer, build_image_encoder
-from torch import Tensor, nn
 
 __all__ = ["Objective", "build_loss", "build_model", "trainer_gathers"]
 

@@ -6,10 +6,10 @@
   (header ``image,caption``); rows naming the same image form one group.
 
 Image paths are relative to ``image_root`` and may not leave it (``../``, absolute
-paths: a ``ConfigError`` naming the entry). Missing files are found when the split is built (a ``stat`` per image); files that
-exist but do not decode are found when loaded. ``on_bad_image="raise"`` raises
-:class:`~losskit.train.data.base.BadImageError` naming the file; ``"skip"`` drops the
-image with its captions and records it in ``skipped``.
+paths: a ``ConfigError`` naming the entry). Missing files are found when the split is
+built (a ``stat`` per image); files that exist but do not decode are found when loaded.
+``on_bad_image="raise"`` raises :class:`~losskit.train.data.base.BadImageError` naming
+the file; ``"skip"`` drops the image with its captions and records it in ``skipped``.
 """
 
 from __future__ import annotations
