@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 
 from losskit.config import config_error
 from losskit.errors import ConfigError, LosskitError
-from losskit.registry import get_spec, read_mapping, resolve_config
+from losskit.files import read_mapping
+from losskit.registry import get_spec, resolve_config
 from losskit.train.overrides import apply_overrides, parse_assignment
 from losskit.train.sections import (
     CheckpointConfig,

@@ -43,8 +43,8 @@ __all__ = ["TrainResult", "build_model", "evaluate", "train"]
 class TrainResult:
     """What :func:`train` returns (on every rank; recalls are computed on rank 0).
 
-    ``learned``: the final value of each learnable loss field the loss reports in its
-    metrics (e.g. ``{"temperature": 0.03}``).
+    ``learned``: the final value of each learnable loss field (``Loss.learned_values()``,
+    e.g. ``{"temperature": 0.03}``).
     """
 
     run_dir: Path
@@ -281,9 +281,9 @@ def _report(s: Session, quiet: bool, note: str = "") -> TrainResult:
             more = " ..." if len(state.skipped) > 5 else ""
             print(f"skipped {len(state.skipped)} unreadable image(s): " + ", ".join(state.skipped[:5]) + more)
         print(f"run directory: {s.run_dir}")
-    final_loss, metrics = s.window.last_loss, s.window.metrics
-    if not metrics and s.main:  # a finished run resumed: nothing trained here, its last logged step tells
+    final_loss = s.window.last_loss
+    if final_loss != final_loss and s.main:  # a finished run resumed: nothing trained here, its last logged step tells
         last = [r for r in read_metrics(s.log.path) if "loss" in r][-1:]
-        final_loss, metrics = (last[0]["loss"], last[0].get("metrics", {})) if last else (final_loss, metrics)
-    learned = learned_values(s.loss, metrics)
+        final_loss = last[0]["loss"] if last else final_loss
+    learned = learned_values(s.loss)
     return TrainResult(s.run_dir, state.step, state.before, state.after, chance, final_loss, list(state.skipped), learned)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import losskit
 
 __all__ = ["learned_values", "summary_table"]
@@ -21,14 +19,13 @@ def summary_table(before: dict[str, float], after: dict[str, float], chance: dic
     return "\n".join(lines)
 
 
-def learned_values(loss: losskit.Loss, metrics: Mapping[str, float]) -> dict[str, float]:
-    """The last value of every learnable config field, as the loss reported it in its metrics.
+def learned_values(loss: losskit.Loss) -> dict[str, float]:
+    """The current value of every learnable config field (:meth:`losskit.Loss.learned_values`).
 
     ``{"temperature": 0.031}`` for a ``clip`` with a learnable temperature; a mixture's
-    terms give ``{"terms.itc.temperature": ...}`` (from its ``itc/temperature`` metric).
-    A learnable field the loss does not report in its metrics is left out.
+    terms give ``{"terms.itc.temperature": ...}``.
     """
-    found = {f: metrics[f] for f in loss.learnable_fields() if f in metrics}
+    found = dict(loss.learned_values())
     for name, term in loss.term_losses().items():
-        found.update({f"terms.{name}.{f}": metrics[f"{name}/{f}"] for f in term.learnable_fields() if f"{name}/{f}" in metrics})
+        found.update({f"terms.{name}.{f}": v for f, v in term.learned_values().items()})
     return found
