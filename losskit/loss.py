@@ -77,6 +77,13 @@ class Loss(nn.Module, Generic[C]):
 
     config_class: ClassVar[type[LossConfig]] = LossConfig
 
+    #: ``True`` when :meth:`compute` all-gathers its inputs across ``torch.distributed``
+    #: ranks itself, as its config says (e.g. the contrastive losses' ``distributed``
+    #: field; ``"none"`` there means the local batch only, on purpose). A trainer that
+    #: runs such a loss under DDP passes the local features and must not gather them
+    #: again; for any other loss it gathers them before the call (``losskit train`` does).
+    gathers_features: ClassVar[bool] = False
+
     def __init__(self, config: C | None = None) -> None:
         super().__init__()
         if config is None:
@@ -132,6 +139,17 @@ class Loss(nn.Module, Generic[C]):
             if isinstance(param, Tensor) and param.numel() == 1 and not param.is_meta:
                 values[field] = float(param.detach().float().item())
         return values
+
+    def term_losses(self) -> Mapping[str, Loss[Any]]:
+        """The named losses this loss combines, each called with its own inputs.
+
+        A loss that returns a non-empty mapping here (``mixture``) is called as
+        ``compute(**{name: inputs_of_that_term})``: one entry per name, where the inputs
+        are a dict of keyword inputs, a tuple of positional inputs or a
+        :class:`losskit.Inputs`. A trainer uses it to route its inputs and to ask each
+        term whether it :attr:`gathers_features`. The base class combines none (``{}``).
+        """
+        return {}
 
     def extra_repr(self) -> str:
         fields: Mapping[str, Any] = self.config.model_dump()

@@ -2,23 +2,38 @@
 
 Loaded from YAML (safe loader) or JSON, then dotted command-line overrides
 (``--set optim.lr=3e-4``; values parsed as YAML scalars/lists). Errors are one
-:class:`~losskit.errors.ConfigError` with a line per bad field, ``field.path: message``.
-The ``loss`` section is validated by the loss's own config model through the registry
-(paths ``loss.<field>``), ``curriculum`` by :class:`losskit.Curriculum` when built.
+:class:`~losskit.errors.ConfigError` with a line per bad field, ``field.path: message``,
+under a first line naming the file. The ``loss`` section is validated once, when the
+``TrainConfig`` is, by the loss's own config model through the registry (paths
+``loss.<field>``); a section without ``name`` is the default loss (``clip``) and
+``loss: siglip`` is short for ``loss: {name: siglip}``. ``curriculum`` is validated by
+:class:`losskit.Curriculum` when built.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from losskit.config import config_error
-from losskit.errors import ConfigError
-from losskit.registry import read_mapping, resolve_config
+from losskit.errors import ConfigError, LosskitError
+from losskit.files import read_mapping
+from losskit.registry import get_spec, resolve_config
+from losskit.train.overrides import apply_overrides, parse_assignment
+from losskit.train.sections import (
+    CheckpointConfig,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    Section,
+    StageConfig,
+)
 
 __all__ = [
     "CheckpointConfig",
@@ -27,141 +42,26 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "StageConfig",
+    "DEFAULT_LOSS",
     "TrainConfig",
     "apply_overrides",
     "load_train_config",
+    "parse_assignment",
+    "validate_train_config",
 ]
 
-Branch = Literal["image", "text", "heads"]
+#: the loss of a config whose ``loss`` section names none
+DEFAULT_LOSS = "clip"
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
-    """Where the image–caption pairs come from and how they are batched."""
-
-    source: Literal["generated", "coco", "manifest"] = Field(
-        "generated",
-        description="'generated': the built-in synthetic dataset; 'coco': captions_*.json + image folder; "
-        "'manifest': JSONL or CSV of image,caption rows (Flickr30k-style).",
-    )
-    train_images: int = Field(6000, ge=8, le=10_000_000, description="Generated dataset: training images.")
-    val_images: int = Field(200, ge=8, le=1_000_000, description="Generated dataset: validation images.")
-    captions_per_image: int = Field(3, ge=1, le=3, description="Generated dataset: captions per image.")
-    two_object_prob: float = Field(0.3, ge=0.0, le=1.0, description="Generated dataset: share of two-object images.")
-    dataset_seed: int = Field(0, ge=0, description="Generated dataset: seed of the drawing (independent of the training seed).")
-    train_annotations: str | None = Field(
-        None, description="coco/manifest: training captions file (captions_train*.json, .jsonl or .csv)."
-    )
-    val_annotations: str | None = Field(None, description="coco/manifest: validation captions file.")
-    image_root: str | None = Field(
-        None, description="Folder that image paths are relative to; default: the annotation file's folder."
-    )
-    on_bad_image: Literal["raise", "skip"] = Field(
-        "raise", description="Missing/unreadable image: 'raise' names the file; 'skip' drops it and reports the count."
-    )
-    image_size: int = Field(32, ge=8, le=1024, description="Side of the square model input in pixels.")
-    augment: bool = Field(False, description="Light augmentation of file images (random resized crop 0.8-1, colour jitter).")
-    max_text_length: int = Field(96, ge=4, le=1024, description="Caption length in UTF-8 bytes (with <bos>/<eos>).")
-    batch_size: int = Field(128, ge=2, le=1_000_000, description="Pairs per process per micro-batch.")
-    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: load in the main process).")
-    shuffle_pairs: bool = Field(
-        False, description="Control run: pair every training caption with a random image (recall must stay at chance)."
-    )
-
-    @model_validator(mode="after")
-    def _files_given(self) -> DataConfig:
-        if self.source != "generated" and (self.train_annotations is None or self.val_annotations is None):
-            raise ValueError(f"train_annotations and val_annotations are required for source={self.source!r}")
-        return self
-
-
-class ModelConfig(_Section):
-    """The dual encoder."""
-
-    image_encoder: Literal["compact", "resnet18", "resnet50", "vit_b_16"] = Field(
-        "compact", description="Image tower; 'compact' is a small CNN that trains in minutes on a CPU."
-    )
-    image_weights: str | None = Field(
-        None, description="Local torchvision state-dict file for the image tower (torch.load weights_only=True); null: random init."
-    )
-    image_width: int = Field(256, ge=8, le=8192, description="Output width of the compact image tower.")
-    text_width: int = Field(96, ge=8, le=4096, description="Text Transformer width.")
-    text_layers: int = Field(2, ge=1, le=48, description="Text Transformer layers.")
-    text_heads: int = Field(4, ge=1, le=64, description="Text Transformer attention heads (divides text_width).")
-    text_downsample: int = Field(4, ge=1, le=16, description="Bytes merged into one Transformer position (CANINE-style).")
-    embed_dim: int = Field(128, ge=2, le=8192, description="Shared embedding size of the projections.")
-    normalize: bool = Field(True, description="L2-normalise the features before the loss (as CLIP).")
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ModelConfig:
-        if self.text_width % self.text_heads:
-            raise ValueError(f"text_heads={self.text_heads} must divide text_width={self.text_width}")
-        return self
-
-
-class OptimConfig(_Section):
-    """AdamW with per-branch learning rates, linear warm-up then cosine decay."""
-
-    lr: float = Field(2e-3, gt=0.0, le=10.0, description="Base learning rate (every branch without its own).")
-    lr_image: float | None = Field(None, gt=0.0, le=10.0, description="Learning rate of the image tower; null: lr.")
-    lr_text: float | None = Field(None, gt=0.0, le=10.0, description="Learning rate of the text tower; null: lr.")
-    lr_head: float | None = Field(
-        None, gt=0.0, le=10.0, description="Learning rate of the projections and the loss's parameters; null: lr."
-    )
-    weight_decay: float = Field(
-        0.01, ge=0.0, le=1.0, description="AdamW decoupled weight decay; never on biases, norms or loss parameters."
-    )
-    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
-    eps: float = Field(1e-6, gt=0.0, le=1.0, description="AdamW epsilon.")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps from 0 to the learning rate.")
-    schedule: Literal["cosine", "constant"] = Field("cosine", description="Decay after warm-up.")
-    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Cosine floor as a fraction of each learning rate.")
-    grad_clip: float | None = Field(1.0, gt=0.0, description="Clip the global gradient norm to this; null: no clipping.")
-    accum_steps: int = Field(1, ge=1, le=1024, description="Micro-batches accumulated per optimiser step.")
-
-    @model_validator(mode="after")
-    def _betas_range(self) -> OptimConfig:
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be in [0, 1), got {self.betas}")
-        return self
-
-
-class StageConfig(_Section):
-    """One stage of staged fine-tuning; stages run in order."""
-
-    steps: int | None = Field(None, ge=1, description="Optimiser steps in this stage; null: until the end of training.")
-    freeze: list[Branch] = Field(
-        default_factory=list, description="Branches frozen in this stage (no gradient, eval mode): image, text, heads."
-    )
-    lr_scale: float = Field(1.0, gt=0.0, le=100.0, description="Multiplies every learning rate during this stage.")
-
-
-class EvalConfig(_Section):
-    """Retrieval evaluation on the validation split."""
-
-    every: int = Field(0, ge=0, description="Evaluate every N steps (besides before and after training); 0: only those.")
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1, description="K values of recall@K.")
-    batch_size: int = Field(512, ge=1, description="Batch size of the feature extraction.")
-
-
-class CheckpointConfig(_Section):
-    """Checkpoints in RUN_DIR/checkpoints (atomic writes)."""
-
-    every: int = Field(0, ge=0, description="Save every N steps (and at the end); 0: only at the end.")
-    keep: int = Field(2, ge=1, le=1000, description="Keep the last K checkpoints.")
-
-
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Everything ``losskit train`` needs; every field has a default (``losskit train`` alone works)."""
 
     seed: int = Field(0, ge=0, description="Seed of initialisation, data order and augmentation.")
     steps: int = Field(900, ge=1, le=100_000_000, description="Optimiser steps.")
     loss: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "clip"},
-        description="The loss spec: {name: <registered loss>, ...its config fields} (see `losskit show NAME`).",
+        default_factory=lambda: {"name": DEFAULT_LOSS},
+        description="The loss spec: {name: <registered loss>, ...its config fields} (see `losskit show NAME`); "
+        "without name: clip; a bare name (loss: siglip) is {name: siglip}.",
     )
     curriculum: dict[str, Any] | None = Field(
         None, description="Optional losskit.Curriculum schedules: {dotted.loss.field: {kind: ..., ...}}."
@@ -188,60 +88,97 @@ class TrainConfig(_Section):
         "auto", description="'auto': a tqdm bar on a terminal, plain log lines otherwise."
     )
 
+    # the loss config validated with this TrainConfig, and the loss section it came from
+    _loss_config: Any = PrivateAttr(default=None)
+    _loss_source: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_spec(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": DEFAULT_LOSS, **value}
+        return value
+
+    @model_validator(mode="after")
+    def _validate_loss(self) -> TrainConfig:
+        self._resolve_loss()
+        return self
+
+    def _resolve_loss(self) -> Any:
+        self._loss_config = resolve_config(self.loss, prefix="loss")
+        self._loss_source = copy.deepcopy(self.loss)
+        return self._loss_config
+
     def loss_config(self) -> Any:
-        """The validated loss config (errors name ``loss.<field>``)."""
-        return resolve_config(self.loss, prefix="loss")
+        """The loss config validated with this TrainConfig (errors name ``loss.<field>``).
+
+        Validated once; only a ``loss`` section changed in place since is validated again.
+        """
+        if self._loss_config is None or self._loss_source != self.loss:
+            return self._resolve_loss()
+        return self._loss_config
 
 
-def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ConfigError([(path, f"{key!r} is not a section, cannot set a field inside it")])
-        node = child
-    node[keys[-1]] = value
+def _fields_at(path: str, data: dict[str, Any]) -> list[str]:
+    """Field names of the section at ``path`` (``""``, ``"optim"``, ``"loss"``); ``[]`` when unknown."""
+    if path == "loss":
+        spec = TrainConfig._loss_spec(data.get("loss", {}))
+        try:
+            return list(get_spec(spec["name"]).config_class.model_fields)
+        except (LosskitError, KeyError, TypeError):
+            return []
+    model: Any = TrainConfig
+    for part in [p for p in path.split(".") if p]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``; the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError([(text, "expected dotted.field=value, e.g. optim.lr=3e-4")])
-    path, raw = text.split("=", 1)
-    path = path.strip()
-    if not path:
-        raise ConfigError([(text, "empty field path before '='")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with every ``dotted.path=value`` of ``overrides`` set."""
-    import copy
-
-    out = copy.deepcopy(data)
-    for text in overrides:
-        _set_path(out, *parse_assignment(text))
-    return out
+def _with_suggestions(error: ConfigError, data: dict[str, Any]) -> ConfigError:
+    """An unknown field gets "did you mean" the closest field of its section (unless it has one)."""
+    errors = []
+    for path, message in error.errors:
+        if message.startswith("Extra inputs are not permitted") and "did you mean" not in message:
+            section, _, name = path.rpartition(".")
+            close = difflib.get_close_matches(name, _fields_at(section, data), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+        errors.append((path, message))
+    return ConfigError(errors)
 
 
 def validate_train_config(data: dict[str, Any]) -> TrainConfig:
-    """Validate a plain mapping, the loss section included; one ConfigError for all problems."""
+    """Validate a plain mapping, the loss section included; one ConfigError for all problems.
+
+    An unknown field (``loss.temprature``, ``optim.lrr``) is reported at its path with
+    the closest field name of its section.
+    """
     try:
-        config = TrainConfig.model_validate(data)
+        return TrainConfig.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise config_error(exc) from None
-    config.loss_config()
-    return config
+        raise _with_suggestions(config_error(exc), data) from None
+
+
+def _check_not_a_loss_file(data: dict[str, Any], path: Path) -> None:
+    if "name" in data and "loss" not in data:
+        raise ConfigError(
+            [(str(path), "this looks like a loss config (a 'name' at the top level); a train config needs a "
+              f"`loss:` section, e.g. loss: {{name: {data['name']}}} (or pass it with --set loss={data['name']})")]
+        )  # fmt: skip
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read ``path`` (YAML or JSON; ``None``: all defaults), apply ``overrides``, validate."""
-    data: dict[str, Any] = read_mapping(path) if path is not None else {}
-    return validate_train_config(apply_overrides(data, overrides or []))
+    """Read ``path`` (YAML or JSON; ``None``: all defaults), apply ``overrides``, validate.
+
+    An error in a file's config says which file (and whether overrides were applied).
+    """
+    if path is None:
+        return validate_train_config(apply_overrides({}, overrides or []))
+    data = read_mapping(path)
+    _check_not_a_loss_file(data, Path(path))
+    try:
+        return validate_train_config(apply_overrides(data, overrides or []))
+    except ConfigError as exc:
+        where = f"{path} with the command-line overrides" if overrides else str(path)
+        raise ConfigError(exc.errors, title=f"invalid train config {where}:") from None

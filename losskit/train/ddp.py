@@ -17,6 +17,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from losskit.errors import ConfigError
+
 __all__ = ["DistContext", "setup", "teardown"]
 
 
@@ -42,7 +44,10 @@ def setup(device: str) -> DistContext:
     """Pick the device (``auto``: CUDA when available) and join the process group under torchrun."""
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
+        raise ConfigError(
+            [("device", "'cuda' was requested but no CUDA device is available (torch.cuda.is_available() is False); "
+              "use device=auto (CUDA when present, else CPU) or device=cpu")]
+        )  # fmt: skip
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -81,7 +81,7 @@ class Progress:
 
 
 def plot_metrics(records: list[dict[str, Any]], path: Path, *, title: str = "") -> None:
-    """Loss (left) and recall@1 (right) against the step, as a PNG."""
+    """Loss (left) and recall@K, the smallest K evaluated, (right) against the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,10 +94,12 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, *, title: str = "") 
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_yscale("log")
-    for key, label in (("i2t_r1", "image→text R@1"), ("t2i_r1", "text→image R@1")):
-        ax_recall.plot([r["step"] for r in evals], [r["eval"][key] for r in evals], marker="o", label=label)
+    k = min((int(key.rsplit("_r", 1)[1]) for r in evals for key in r["eval"]), default=1)
+    for key, label in ((f"i2t_r{k}", f"image→text R@{k}"), (f"t2i_r{k}", f"text→image R@{k}")):
+        points = [(r["step"], r["eval"][key]) for r in evals if key in r["eval"]]
+        ax_recall.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     ax_recall.set_xlabel("step")
-    ax_recall.set_ylabel("validation recall@1")
+    ax_recall.set_ylabel(f"validation recall@{k}")
     ax_recall.set_ylim(0, 1.02)
     ax_recall.legend()
     if title:

@@ -31,6 +31,9 @@ class ContrastiveLoss(losskit.Loss[C], Generic[C]):
     ``learnable_bias``, else read from ``config.logit_bias``.
     """
 
+    #: all-gathers the features across ranks itself, as ``config.distributed`` says
+    gathers_features = True
+
     def __init__(self, config: C | None = None) -> None:
         super().__init__(config)
         cfg = self.config

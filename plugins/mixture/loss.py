@@ -45,6 +45,10 @@ class MixtureLoss(losskit.Loss[MixtureConfig]):
         self.weighting = make_weighting(self.config)
         self._weighting_name = self.config.weighting
 
+    def term_losses(self) -> dict[str, losskit.Loss]:
+        """The terms by name; each is called with its own inputs (``compute(**{name: inputs})``)."""
+        return dict(self.terms.items())  # type: ignore[arg-type]
+
     # ---------------------------------------------------------------- calling
     def compute(self, inputs: Mapping[str, Any] | None = None, /, **term_inputs: Any) -> losskit.LossOutput:
         """Evaluate every term on its inputs and combine them (see the class docstring)."""

@@ -70,3 +70,4 @@ def comparable_metrics(run_dir: Path) -> list[dict]:
 @pytest.fixture
 def comparable():
     return comparable_metrics
+

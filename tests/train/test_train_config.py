@@ -45,3 +45,16 @@ def test_override_syntax_errors():
         apply_overrides({}, ["optim.lr"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"steps": 3}, ["steps.x=1"])
+
+
+@pytest.mark.parametrize("ks, message", [([0], "greater than or equal to 1"), ([-1], "greater than or equal to 1"),
+                                         ([5, 1, 5], r"unique, \[5\] repeated"), ([], "at least 1 item")])  # fmt: skip
+def test_eval_ks_must_be_positive_and_unique(ks, message):
+    with pytest.raises(ConfigError, match=rf"eval\.ks(\.0)?: .*{message}"):
+        load_train_config(None, [f"eval.ks={ks}"])
+
+
+def test_default_evaluation_happens_four_times_during_the_run():
+    config = load_train_config(None, [])
+    assert config.eval.every is None and config.eval.interval(900) == 180 and config.eval.interval(6) == 2
+    assert load_train_config(None, ["eval.every=0"]).eval.interval(900) == 0

@@ -117,3 +117,63 @@ def test_shuffled_pairs_control_repairs_captions():
     assert splits.train.captions == plain.train.captions
     assert (splits.train.caption_image != plain.train.caption_image).float().mean() > 0.8
     assert torch.equal(splits.val.caption_image, plain.val.caption_image)  # validation stays true
+
+
+def _manifest(root, rows, name="m.jsonl"):
+    (root / name).write_text("\n".join(json.dumps(r) for r in rows))
+    return root / name
+
+
+def _load(path, **kw):
+    return load_manifest(path, image_root=kw.get("root"), image_size=8, augment=False, on_bad_image="raise")
+
+
+def test_paths_leaving_the_image_root_are_refused(tmp_path):
+    _png(tmp_path / "outside.png", (1, 2, 3))
+    (tmp_path / "imgs").mkdir()
+    for name in ("../outside.png", "../../../etc/hostname", str(tmp_path / "outside.png"), "a/../../outside.png"):
+        path = _manifest(tmp_path, [{"image": name, "caption": "x"}])
+        with pytest.raises(ConfigError, match=r"m\.jsonl:1: image path .* (leaves image_root|is absolute)"):
+            _load(path, root=tmp_path / "imgs")
+    ann = {"images": [{"id": 1, "file_name": "../../../etc/hostname"}], "annotations": [{"image_id": 1, "caption": "c"}]}
+    (tmp_path / "c.json").write_text(json.dumps(ann))
+    with pytest.raises(ConfigError, match=r"c\.json: annotations\[0\]: image path '../../../etc/hostname' leaves image_root"):
+        load_coco(tmp_path / "c.json", image_root=tmp_path / "imgs", image_size=8, augment=False, on_bad_image="skip")
+    _png(tmp_path / "imgs/sub/in.png", (1, 2, 3))
+    inside = _manifest(tmp_path, [{"image": "sub/../sub/in.png", "caption": "x"}])
+    assert len(_load(inside, root=tmp_path / "imgs").images) == 1  # ".." that stays inside is fine
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [({"image": "x.png", "caption": None}, "caption: expected a string, got null"),
+     ({"image": None, "caption": "c"}, "image: expected a string, got null"),
+     ({"image": "x.png", "caption": 5}, "caption: expected a string, got int 5")],
+)  # fmt: skip
+def test_null_or_non_string_fields_are_refused_with_file_and_field(tmp_path, row, message):
+    _png(tmp_path / "x.png", (1, 2, 3))
+    path = _manifest(tmp_path, [{"image": "x.png", "caption": "fine"}, row])
+    with pytest.raises(ConfigError, match=rf"m\.jsonl:2: {message}"):
+        _load(path)
+
+
+def test_coco_nulls_are_refused_with_the_entry(tmp_path):
+    ann = {"images": [{"id": 1, "file_name": None}], "annotations": [{"image_id": 1, "caption": "c"}]}
+    (tmp_path / "c.json").write_text(json.dumps(ann))
+    with pytest.raises(ConfigError, match=r"c\.json: images\[0\]: file_name: expected a string, got null"):
+        load_coco(tmp_path / "c.json", image_root=None, image_size=8, augment=False, on_bad_image="raise")
+    ann = {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "caption": None}]}
+    (tmp_path / "c.json").write_text(json.dumps(ann))
+    with pytest.raises(ConfigError, match=r"c\.json: annotations\[0\]: caption: expected a string, got null"):
+        load_coco(tmp_path / "c.json", image_root=None, image_size=8, augment=False, on_bad_image="raise")
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl", "captions.json"])
+def test_latin1_files_name_the_file_and_line(tmp_path, name):
+    text = {"m.csv": "image,caption\nx.png,caf\u00e9\n", "m.jsonl": '{"image": "x.png", "caption": "caf\u00e9"}\n'}
+    coco = '{"images": [{"id": 1, "file_name": "x.png"}],\n "annotations": [{"image_id": 1, "caption": "caf\u00e9"}]}'
+    (tmp_path / name).write_bytes(text.get(name, coco).encode("latin-1"))
+    load = load_coco if name.endswith(".json") else load_manifest
+    line = 1 if name == "m.jsonl" else 2
+    with pytest.raises(ConfigError, match=rf"{name}:{line}: not UTF-8 text \(byte 0xe9 at offset \d+\); save the file as UTF-8"):
+        load(tmp_path / name, image_root=None, image_size=8, augment=False, on_bad_image="raise")

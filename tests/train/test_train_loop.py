@@ -66,7 +66,7 @@ def test_on_bad_image_raise_names_the_file(tmp_path, tiny, test_loss, val, capsy
         train(config, quiet=True)
     # through the CLI: one line naming the file, no traceback (the DataLoader worker never raises)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 1
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--overwrite"]) == 1  # the failed run's folder
     err = capsys.readouterr().err
     assert "losskit train: error:" in err and str(tmp_path / "5.png") in err and "Traceback" not in err
 
@@ -115,7 +115,7 @@ def test_resume_falls_back_past_a_corrupt_latest_checkpoint(tmp_path, tiny, test
     expected = comparable(tmp_path / "run")
     latest = tmp_path / "run/checkpoints/step-00000006.pt"
     latest.write_bytes(latest.read_bytes()[:100])  # torn write
-    with pytest.warns(RuntimeWarning, match=r"step-00000006\.pt is corrupt or unreadable .*trying the previous one"):
+    with pytest.warns(RuntimeWarning, match=r"step-00000006\.pt skipped: unreadable, .*trying the previous one"):
         resumed = train(resume=tmp_path / "run")
     assert "step-00000004.pt (step 4)" in capsys.readouterr().out
     assert resumed.steps == 6 and resumed.after == straight.after and resumed.before == straight.before

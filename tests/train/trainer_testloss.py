@@ -34,6 +34,12 @@ class RefClipLoss(losskit.Loss[RefClipConfig]):
         super().__init__(config)
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / self.config.temperature)))
 
+    def learnable_fields(self):
+        return {"temperature": "log_scale"}
+
+    def learned_values(self):
+        return {"temperature": float(1 / self.log_scale.detach().exp())}
+
     def compute(self, image_features, text_features, *, group_ids=None):
         logits = self.log_scale.exp().clamp(max=100) * image_features.float() @ text_features.float().T  # [B, B]
         if group_ids is None:

@@ -8,6 +8,7 @@ in the generated dataset, images with the same description).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +68,7 @@ class CaptionedImages:
         caption_image: ``[len(captions)]`` index of the image each caption describes.
         image_group: ``[len(images)]`` group id of each image (ints, any range).
         skipped: files dropped by ``on_bad_image: skip`` while building the split.
+        source: where the split comes from, for messages (its annotation file).
     """
 
     images: ImageSource
@@ -74,6 +76,7 @@ class CaptionedImages:
     caption_image: Tensor
     image_group: Tensor
     skipped: list[str]
+    source: str = "the generated dataset"
 
     def __post_init__(self) -> None:
         if len(self.captions) != len(self.caption_image):
@@ -83,7 +86,8 @@ class CaptionedImages:
         if len(self.image_group) != len(self.images):
             raise ValueError(f"image_group: expected one group per image ({len(self.images)}), got {len(self.image_group)}")
         if not self.captions:
-            raise LosskitError("the dataset split has no captions (every image was skipped, or the files are empty)")
+            why = f"all {len(self.skipped)} images were skipped as missing" if self.skipped else "it lists no captions"
+            raise LosskitError(f"no readable images with captions in {self.source}: {why}")
 
     @property
     def caption_group(self) -> Tensor:
@@ -95,6 +99,15 @@ class CaptionedImages:
 
 
 def resolve_path(root: Path, name: str) -> Path:
-    """``name`` relative to ``root`` unless it is absolute."""
+    """``root / name``, for a relative ``name`` that stays inside ``root``.
+
+    Raises:
+        ValueError: ``name`` is absolute or leaves ``root`` (``../..``); the lexical
+            path counts, so a symbolic link inside ``root`` may still point elsewhere.
+    """
     path = Path(name)
-    return path if path.is_absolute() else root / path
+    if path.is_absolute() or path.drive:
+        raise ValueError(f"image path {name!r} is absolute; image paths are relative to image_root {root}")
+    if os.path.normpath(path).split(os.sep)[0] == os.pardir:
+        raise ValueError(f"image path {name!r} leaves image_root {root}; image paths must stay inside it")
+    return root / path

@@ -5,17 +5,15 @@
 - Manifest: ``.jsonl`` (one ``{"image": ..., "caption": ...}`` per line) or ``.csv``
   (header ``image,caption``); rows naming the same image form one group.
 
-Missing files are found when the split is built (a ``stat`` per image); files that
-exist but do not decode are found when loaded. ``on_bad_image="raise"`` raises
-:class:`~losskit.train.data.base.BadImageError` naming the file; ``"skip"`` drops the
-image with its captions and records it in ``skipped``.
+Image paths are relative to ``image_root`` and may not leave it (``../``, absolute
+paths: a ``ConfigError`` naming the entry). Missing files are found when the split is
+built (a ``stat`` per image); files that exist but do not decode are found when loaded.
+``on_bad_image="raise"`` raises :class:`~losskit.train.data.base.BadImageError` naming
+the file; ``"skip"`` drops the image with its captions and records it in ``skipped``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from losskit.errors import ConfigError
+from losskit.train.data.annotations import Row, coco_rows, manifest_rows
 from losskit.train.data.base import BadImageError, CaptionedImages, resolve_path
 
 __all__ = ["FileImages", "load_coco", "load_manifest"]
@@ -74,21 +73,31 @@ class FileImages:
             return self.transform(rgb)
 
 
+def _paths(names: list[str], where: dict[str, str], root: Path) -> list[Path]:
+    paths = []
+    for name in names:
+        try:
+            paths.append(resolve_path(root, name))
+        except ValueError as exc:
+            raise ConfigError([(where[name], str(exc))]) from None
+    return paths
+
+
 def _build(
-    rows: Iterable[tuple[str, str]], root: Path, source: Path, image_size: int, augment: bool, on_bad_image: str
+    rows: list[Row], root: Path, source: Path, image_size: int, augment: bool, on_bad_image: str
 ) -> CaptionedImages:
-    """Group ``(image_name, caption)`` rows by image; check that every file exists."""
+    """Group ``(image_name, caption, where)`` rows by image; check that every file exists and stays in ``root``."""
     index: dict[str, int] = {}
-    names: list[str] = []
+    first_seen: dict[str, str] = {}
     captions: list[str] = []
     caption_image: list[int] = []
-    for name, caption in rows:
+    for name, caption, where in rows:
         if name not in index:
-            index[name] = len(names)
-            names.append(name)
+            index[name] = len(index)
+            first_seen[name] = where
         captions.append(caption)
         caption_image.append(index[name])
-    paths = [resolve_path(root, n) for n in names]
+    paths = _paths(list(index), first_seen, root)
     missing = {i for i, p in enumerate(paths) if not p.is_file()}
     if missing and on_bad_image == "raise":
         first = paths[min(missing)]
@@ -105,16 +114,8 @@ def _build(
         caption_image=torch.tensor([i for _, i in pairs], dtype=torch.long),
         image_group=torch.arange(len(kept)),
         skipped=[str(paths[i]) for i in sorted(missing)],
+        source=str(source),
     )
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([(str(path), f"cannot read: {exc.strerror or exc}")]) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError([(f"{path}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}")]) from None
 
 
 def load_coco(
@@ -122,42 +123,9 @@ def load_coco(
 ) -> CaptionedImages:
     """A COCO captions file (``captions_train2017.json`` layout) as a split; group = image id."""
     path = Path(path)
-    data = _read_json(path)
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise ConfigError([(str(path), "expected a COCO captions file with 'images' and 'annotations'")])
-    try:
-        files = {img["id"]: img["file_name"] for img in data["images"]}
-        rows = [(files[a["image_id"]], str(a["caption"]).strip()) for a in data["annotations"]]
-    except (KeyError, TypeError) as exc:
-        raise ConfigError([(str(path), f"malformed COCO entry: missing or unknown {exc}")]) from None
+    rows = coco_rows(path)
     root = Path(image_root) if image_root is not None else path.parent
     return _build(rows, root, path, image_size, augment, on_bad_image)
-
-
-def _manifest_rows(path: Path) -> list[tuple[str, str]]:
-    if path.suffix.lower() == ".csv":
-        try:
-            with path.open(newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
-                    raise ConfigError([(str(path), f"expected a CSV header with image,caption, got {reader.fieldnames}")])
-                return [(row["image"], row["caption"]) for row in reader]
-        except OSError as exc:
-            raise ConfigError([(str(path), f"cannot read: {exc.strerror or exc}")]) from None
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError([(str(path), f"cannot read: {exc.strerror or exc}")]) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append((str(row["image"]), str(row["caption"])))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ConfigError([(f"{path}:{number}", 'expected a JSON object {"image": ..., "caption": ...}')]) from None
-    return rows
 
 
 def load_manifest(
@@ -166,4 +134,4 @@ def load_manifest(
     """A JSONL or CSV manifest of ``image,caption`` rows as a split; group = image file."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    return _build(_manifest_rows(path), root, path, image_size, augment, on_bad_image)
+    return _build(manifest_rows(path), root, path, image_size, augment, on_bad_image)
