@@ -36,12 +36,14 @@ def check_reduction(reduction: Reduction, num_items: Tensor | None) -> None:
 
 def divisor(targets: Targets, num_items: Tensor | None, dtype: torch.dtype, class_weights: Tensor | None = None) -> Tensor:
     """The divisor of ``"mean"``: ``num_items_in_batch``, else the supervised count (at least 1),
-    or with ``class_weights [V]`` the sum of the targets' class weights (0 stays 0, as in ``F.cross_entropy``)."""
+    or with ``class_weights [V]`` the sum of the targets' class weights (as ``F.cross_entropy``;
+    1 where that sum is 0, so that an all-ignored batch gives 0 rather than ``F.cross_entropy``'s NaN)."""
     if num_items is not None:
         return num_items.to(dtype)
     if class_weights is not None:
         zero = torch.zeros((), dtype=dtype, device=class_weights.device)
-        return torch.where(targets.valid, class_weights[targets.index].to(dtype), zero).sum()
+        total = torch.where(targets.valid, class_weights[targets.index].to(dtype), zero).sum()
+        return torch.where(total > 0, total, torch.ones_like(total))
     return targets.valid.sum().clamp(min=1).to(dtype)
 
 

@@ -80,12 +80,13 @@ def _token_rows_kernel(
         d = d * tl.exp(shift_old - shift) + tl.sum(tl.exp(z - shift), 0)
         m = m_new
         if SMOOTH:
+            z_in = tl.where(mask, z, 0.0)  # padding lanes hold -inf
             if HAS_CW:
                 w = tl.load(cw_ptr + start + cols, mask=mask, other=0.0).to(ACC)
-                wz += tl.sum(tl.where(mask, w * z, 0.0), 0)
+                wz += tl.sum(w * z_in, 0)
                 wsum += tl.sum(w, 0)
             else:
-                wz += tl.sum(tl.where(mask, z, 0.0), 0)
+                wz += tl.sum(z_in, 0)
     shift = tl.where(m == -float("inf"), 0.0, m)
     lse = shift + tl.log(d)
     z_t = _capped(tl.load(x_row + t).to(ACC), True, softcap, SOFTCAP)
@@ -117,8 +118,8 @@ def _token_rows_kernel(
         for start in range(0, V, BLOCK):
             offs = start + cols
             mask = offs < V
-            x = tl.load(x_row + offs, mask=mask, other=-float("inf")).to(ACC)
-            z = _capped(x, mask, softcap, SOFTCAP)
+            x = tl.load(x_row + offs, mask=mask, other=0.0).to(ACC)  # padding lanes: finite, never stored
+            z = _capped(x, True, softcap, SOFTCAP)
             g = a * tl.exp(z - lse) - tl.where(offs == t, b, 0.0)
             if SMOOTH:
                 if HAS_CW:
