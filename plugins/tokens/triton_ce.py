@@ -32,10 +32,11 @@ def _launch(logits: Tensor, grad: Tensor | None, index: Tensor, scale: Tensor, o
         logits.new_empty(n, dtype=dtype),
         torch.empty(n, dtype=torch.int8, device=logits.device),
     )
-    kernel.launch_rows(
-        logits, grad, index, scale, opts.class_weights, outputs,
-        label_smoothing=opts.label_smoothing, z_loss=z_loss, softcap=opts.softcap,
-    )
+    if n:  # (an empty grid is not launched)
+        kernel.launch_rows(
+            logits, grad, index, scale, opts.class_weights, outputs,
+            label_smoothing=opts.label_smoothing, z_loss=z_loss, softcap=opts.softcap,
+        )
     return outputs
 
 
