@@ -20,8 +20,7 @@ No host synchronisation in either loop; pure PyTorch, CPU and GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,103 +31,12 @@ from losskit.kernels import use_triton
 
 from losskit_plugins.tokens.config import LinearTokenCEConfig
 from losskit_plugins.tokens.inputs import check_class_weights, check_head, check_num_items, flat_labels
-from losskit_plugins.tokens.kernels import (
-    LINEAR_CHUNK_ELEMENTS,
-    RowOptions,
-    RowStats,
-    Targets,
-    chunk_stats,
-    logit_grad_,
-    rows_per_chunk,
-)
+from losskit_plugins.tokens.kernels import LINEAR_CHUNK_ELEMENTS, RowOptions, RowStats, logit_grad_, rows_per_chunk
+from losskit_plugins.tokens.linear_chunks import Grads, make_head, scan
 from losskit_plugins.tokens.linear_triton import triton_linear_total
 from losskit_plugins.tokens.output import check_reduction, metrics, row_scale, token_output
 
 __all__ = ["LinearTokenCELoss"]
-
-
-class _Head(NamedTuple):
-    """The LM head in the compute dtype, with the chunk loop's shared state."""
-
-    hidden: Tensor  # [N, H]
-    weight: Tensor  # [V, H]
-    bias: Tensor | None  # [V]
-    targets: Targets
-    rows: int
-    opts: RowOptions
-
-    def chunks(self) -> range:
-        return range(0, self.hidden.shape[0], self.rows)
-
-    def logits(self, start: int, buf: Tensor) -> tuple[Tensor, int, Tensor | None]:
-        """Write the (capped) logits of the chunk starting at ``start`` into ``buf``; return them,
-        the stop row and the cap's derivative ``[n, V]`` (None without a cap)."""
-        stop = min(self.hidden.shape[0], start + self.rows)
-        z = buf[: stop - start]  # [n, V]
-        if self.bias is None:
-            torch.mm(self.hidden[start:stop], self.weight.t(), out=z)
-        else:
-            torch.addmm(self.bias, self.hidden[start:stop], self.weight.t(), out=z)
-        self.opts.cap_(z)
-        return z, stop, self.opts.cap_factor(z)
-
-    def buffer(self) -> Tensor:
-        return self.hidden.new_empty(min(self.rows, self.hidden.shape[0]), self.weight.shape[0])
-
-
-def _head(
-    hidden: Tensor, weight: Tensor, bias: Tensor | None, index: Tensor, valid: Tensor, rows: int, opts: RowOptions
-) -> _Head:
-    dtype = compute_dtype(hidden, weight, bias)
-    return _Head(
-        hidden.to(dtype),
-        weight.to(dtype),
-        None if bias is None else bias.to(dtype),
-        Targets(index, valid),
-        rows,
-        opts,
-    )
-
-
-class _Grads:
-    """Gradient buffers of hidden / weight / bias (None where not needed), filled chunk by chunk."""
-
-    def __init__(self, head: _Head, needs: tuple[bool, bool, bool]) -> None:
-        self.hidden = torch.empty_like(head.hidden) if needs[0] else None  # [N, H]
-        self.weight = torch.zeros_like(head.weight) if needs[1] else None  # [V, H]
-        self.bias = torch.zeros(head.weight.shape[0], dtype=head.weight.dtype, device=head.weight.device) if needs[2] and head.bias is not None else None
-
-    def add_chunk(self, head: _Head, start: int, stop: int, dz: Tensor) -> None:
-        """Accumulate the chunk's share given the logits' gradient ``dz [n, V]``."""
-        if self.hidden is not None:
-            torch.mm(dz, head.weight, out=self.hidden[start:stop])
-        if self.weight is not None:
-            self.weight.addmm_(dz.t(), head.hidden[start:stop])
-        if self.bias is not None:
-            self.bias.add_(dz.sum(dim=0))
-
-    def cast(self, like: tuple[Tensor, Tensor, Tensor | None]) -> tuple[Tensor | None, ...]:
-        """The gradients in the dtypes of the original inputs."""
-        mine = (self.hidden, self.weight, self.bias)
-        return tuple(None if g is None else g.to(x.dtype) for g, x in zip(mine, like))  # type: ignore[union-attr]
-
-
-def _scan(head: _Head, on_chunk: Callable[[int, int, Tensor, RowStats, Tensor | None], None] | None = None) -> RowStats:
-    """One pass over the chunks: per-token ``ce``, ``lse``, ``correct`` (``[N]`` each).
-
-    ``on_chunk(start, stop, e, stats, cap_factor)`` runs after each chunk with ``e = exp(z - max)`` in the buffer.
-    """
-    n = head.hidden.shape[0]
-    ce, lse, sum_exp = (head.hidden.new_empty(n) for _ in range(3))
-    correct = torch.empty(n, dtype=torch.bool, device=head.hidden.device)
-    buf = head.buffer()
-    for start in head.chunks():
-        z, stop, factor = head.logits(start, buf)
-        stats = chunk_stats(z, head.targets.rows(start, stop), head.opts)  # z := exp(z - max)
-        ce[start:stop], lse[start:stop], correct[start:stop], sum_exp[start:stop] = stats
-        if on_chunk is not None:
-            on_chunk(start, stop, z, stats, factor)
-    return RowStats(ce, lse, correct, sum_exp)
 
 
 class _RecomputeRows(torch.autograd.Function):
@@ -145,8 +53,8 @@ class _RecomputeRows(torch.autograd.Function):
         opts: RowOptions,
         rows: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        head = _head(hidden, weight, bias, index, valid, rows, opts)
-        stats = _scan(head)
+        head = make_head(hidden, weight, bias, index, valid, rows, opts)
+        stats = scan(head)
         ctx.save_for_backward(hidden, weight, bias, index, valid, stats.lse)
         ctx.opts, ctx.rows = opts, rows
         ctx.mark_non_differentiable(stats.correct)
@@ -160,8 +68,8 @@ class _RecomputeRows(torch.autograd.Function):
         none = (None,) * 4
         if g_ce is None and g_lse is None:
             return (None,) * 3 + none
-        head = _head(hidden, weight, bias, index, valid, ctx.rows, ctx.opts)
-        grads = _Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
+        head = make_head(hidden, weight, bias, index, valid, ctx.rows, ctx.opts)
+        grads = Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
         buf = head.buffer()
         for start in head.chunks():
             z, stop, factor = head.logits(start, buf)
@@ -198,9 +106,9 @@ class _FusedTotal(torch.autograd.Function):
         z_loss: float,
         rows: int,
     ) -> tuple[Tensor, ...]:
-        head = _head(hidden, weight, bias, index, valid, rows, opts)
+        head = make_head(hidden, weight, bias, index, valid, rows, opts)
         row_w = row_weight.to(head.hidden.dtype)  # [N], 0 on ignored rows
-        grads = _Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
+        grads = Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
 
         def backprop_chunk(start: int, stop: int, e: Tensor, stats: RowStats, factor: Tensor | None) -> None:
             g_ce = row_w[start:stop]
@@ -210,7 +118,7 @@ class _FusedTotal(torch.autograd.Function):
             )
             grads.add_chunk(head, start, stop, dz)
 
-        stats = _scan(head, backprop_chunk if any(ctx.needs_input_grad[:3]) else None)
+        stats = scan(head, backprop_chunk if any(ctx.needs_input_grad[:3]) else None)
         zero = torch.zeros((), dtype=stats.lse.dtype, device=stats.lse.device)
         valid_lse = torch.where(head.targets.valid, stats.lse, zero)
         z_rows = z_loss * valid_lse.square() if z_loss > 0 else torch.zeros_like(stats.lse)  # [N]

@@ -158,18 +158,3 @@ def tok() -> SimpleNamespace:
         reference=reference_token_ce, draw_case=draw_case, assert_close=assert_close, IGNORE=IGNORE
     )
 
-
-@pytest.fixture(scope="module")
-def interpreted():
-    """Run the Triton kernels on CPU tensors under Triton's interpreter for this module's tests.
-
-    ``TRITON_INTERPRET=1`` must be set when the kernel module is first imported (``triton.jit``
-    decides then), so this fixture imports it and fails loudly if it was compiled for a GPU.
-    """
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_INTERPRET", "1")
-        from losskit_plugins.tokens import triton_kernel
-
-        kind = type(triton_kernel._token_rows_kernel).__name__
-        assert kind == "InterpretedFunction", f"the Triton kernel was imported before TRITON_INTERPRET=1 ({kind})"
-        yield
