@@ -24,7 +24,13 @@ from losskit.checks import compute_dtype
 from losskit.kernels import use_triton
 
 from losskit_plugins.tokens.config import TokenCEConfig
-from losskit_plugins.tokens.inputs import check_class_weights, check_logit_values, check_num_items, flat_labels, flat_rows
+from losskit_plugins.tokens.inputs import (
+    check_class_weights,
+    check_logits_by_lse,
+    check_num_items,
+    flat_labels,
+    flat_rows,
+)
 from losskit_plugins.tokens.kernels import (
     RowOptions,
     Targets,
@@ -135,7 +141,6 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
     ) -> losskit.LossOutput:
         cfg = self.config
         rows = flat_rows(logits, "logits", "[B, T, V] or [N, V]")
-        check_logit_values(cfg.check_inputs, logits=logits)
         flat = flat_labels(
             labels,
             logits.shape[:-1],
@@ -156,8 +161,10 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
             scale = row_scale(flat, cfg.reduction, num_items, dtype, cw)
             index = torch.where(flat.targets.valid, flat.targets.index, -1)  # [N], -1 on ignored rows
             row_loss, ce, lse, correct = triton_rows(rows, scale, index, opts, cfg.z_loss, in_place=cfg.in_place)
+            check_logits_by_lse(cfg.check_inputs, lse, rows)  # (0 on ignored rows)
             return triton_output(row_loss, ce, lse, correct, scale, flat, z_loss=cfg.z_loss, reduction=cfg.reduction)
         ce, lse, correct = token_rows(rows, flat.targets, opts)
+        check_logits_by_lse(cfg.check_inputs, lse, rows)
         return token_output(
             ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items, class_weights=cw
         )

@@ -27,7 +27,7 @@ from losskit.checks import (
 
 from losskit_plugins.tokens.kernels import Targets
 
-__all__ = ["FlatLabels", "check_class_weights", "check_head", "check_logit_values", "check_num_items", "flat_labels", "flat_rows"]
+__all__ = ["FlatLabels", "check_class_weights", "check_head", "check_logits_by_lse", "check_logit_values", "check_num_items", "flat_labels", "flat_rows"]
 
 
 class FlatLabels(NamedTuple):
@@ -86,6 +86,16 @@ def check_head(hidden: Tensor, weight: Tensor, bias: Tensor | None, mode: InputC
         check_finite(hidden=hidden, weight=weight)
     check_logit_values(mode, bias=bias)
     return rows
+
+
+def check_logits_by_lse(mode: InputChecks, lse: Tensor, logits: Tensor) -> None:
+    """:func:`check_logit_values` for ``logits`` at the cost of a look at their rows' log Z ``[N]``.
+
+    NaN or ``+inf`` in a row makes its log-sum-exp NaN or ``+inf``, so the full scan of the
+    ``[N, V]`` logits (one more pass over them) runs only when that happens, to name the entry.
+    """
+    if value_checks_enabled(mode, lse.device) and bool((~(lse < float("inf"))).any()):
+        check_logit_values(mode, logits=logits)
 
 
 def check_class_weights(class_weights: object, num_classes: int, device: torch.device, mode: InputChecks, dtype: torch.dtype) -> Tensor | None:

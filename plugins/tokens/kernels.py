@@ -157,12 +157,11 @@ def chunk_stats_readonly(x: Tensor, buf: Tensor, targets: Targets, opts: RowOpti
     zc = upcast_capped(x, buf.dtype, opts)
     torch.ops.aten._log_softmax.out(zc, -1, False, out=buf)  # [n, V] = log softmax(z)
     z_target = zc.gather(1, targets.index[:, None]).squeeze(1)
-    top_logp = buf.amax(dim=-1)  # on the freshly written, cache-warm chunk
-    # log Z = max z - max log p: finite whenever the row's maximum is, even where the
-    # target logit is -inf (a masked vocabulary; ignored rows point at class 0)
-    top = zc.amax(dim=-1)
-    lse = top - top_logp
-    is_max = z_target >= top
+    top_logp, top = buf.max(dim=-1)  # on the freshly written, cache-warm chunk
+    # log Z = z_j - log p_j at the row's argmax j: finite whenever the row's maximum is,
+    # even where the target logit is -inf (a masked vocabulary; ignored rows point at class 0)
+    lse = zc.gather(1, top[:, None]).squeeze(1) - top_logp
+    is_max = z_target - lse >= top_logp
     ce, correct = _row_results(lse, z_target, _smooth_term(zc, opts), is_max, targets, opts)
     return RowStats(ce, lse, correct, torch.ones_like(lse))
 
