@@ -161,7 +161,7 @@ def chunk_stats_readonly(x: Tensor, buf: Tensor, targets: Targets, opts: RowOpti
     # log Z = z_j - log p_j at the row's argmax j: finite whenever the row's maximum is,
     # even where the target logit is -inf (a masked vocabulary; ignored rows point at class 0)
     lse = zc.gather(1, top[:, None]).squeeze(1) - top_logp
-    is_max = z_target - lse >= top_logp
+    is_max = buf.gather(1, targets.index[:, None]).squeeze(1) >= top_logp  # log p_t is the row's max
     ce, correct = _row_results(lse, z_target, _smooth_term(zc, opts), is_max, targets, opts)
     return RowStats(ce, lse, correct, torch.ones_like(lse))
 
