@@ -10,10 +10,9 @@ count the launcher picks for Qwen2's vocabulary (V = 151936) and for V = 4096.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import triton
@@ -23,6 +22,18 @@ from triton.compiler import ASTSource
 from losskit_plugins.tokens.triton_kernel import _token_rows_kernel, launch_config
 
 TARGET = GPUTarget("cuda", 90, 32)
+
+
+def _boxes_helper():
+    """``tests/boxes/triton_compile.py``, whose ``ptxas_report`` assembles PTX with Triton's ptxas."""
+    path = Path(__file__).resolve().parents[1] / "boxes" / "triton_compile.py"
+    spec = importlib.util.spec_from_file_location("boxes_triton_compile", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ptxas_report = _boxes_helper().ptxas_report
 
 
 def types(logits: str, acc: str) -> dict[str, str]:
@@ -40,16 +51,6 @@ def build(logits: str, acc: str, flags: dict[str, bool], num_classes: int):
     signature = {name: "constexpr" if name in constants else types(logits, acc)[name] for name in names}
     source = ASTSource(fn=_token_rows_kernel, signature=signature, constexprs={(names.index(k),): v for k, v in constants.items()})
     return triton.compile(source, target=TARGET, options={"num_warps": num_warps})
-
-
-def ptxas_report(ptx: str) -> str:
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(ptx)
-    arch = "sm_90a" if ".target sm_90a" in ptx else "sm_90"
-    done = subprocess.run([str(ptxas), f"-arch={arch}", "-v", f.name, "-o", os.devnull], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return " ".join(line.split(":", 1)[-1].strip() for line in done.stderr.splitlines() if "registers" in line or "spill" in line)
 
 
 def main() -> None:
