@@ -13,7 +13,6 @@ upstream scalar, in place. No host synchronisation.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -50,7 +49,7 @@ class _TritonFused(torch.autograd.Function):
         ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor, index: Tensor,
         opts: RowOptions, z_loss: float, rows: int,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        kernel = importlib.import_module("losskit_plugins.tokens.triton_kernel")
+        from losskit_plugins.tokens import triton_kernel as kernel  # lazy: imports triton
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
         h, w = hidden.to(dtype), weight.to(dtype)  # no copy when they agree
         b = None if bias is None else bias.to(dtype)

@@ -10,7 +10,6 @@ write in backward, no ``[N, V]`` fp32 temporaries, no host synchronisation).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ __all__ = ["triton_rows"]
 
 def _launch(logits: Tensor, grad: Tensor | None, index: Tensor, scale: Tensor, opts: RowOptions, z_loss: float):
     """Run the kernel; return ``(row_loss, ce, lse, correct)``, each ``[N]``."""
-    kernel = importlib.import_module("losskit_plugins.tokens.triton_kernel")
+    from losskit_plugins.tokens import triton_kernel as kernel  # lazy: imports triton
     n = logits.shape[0]
     dtype = scale.dtype
     outputs = (
