@@ -44,18 +44,22 @@ def linear_token_ce_inputs(
 
 
 
-#: ``large`` is one 2048-token sequence over Qwen2's vocabulary (1.2 GB of fp32 logits).
+#: ``large`` is one 2048-token sequence over Qwen2's vocabulary (1.2 GB of fp32 logits);
+#: ``xl`` is GPU scale: 16384 tokens (5 GB of bf16 logits; ``losskit bench --device cuda --size xl``).
 TOKEN_CE_SIZES = {
     "tiny": {"B": 2, "T": 4, "V": 5},
     "small": {"B": 4, "T": 128, "V": 4096},
     "medium": {"B": 2, "T": 512, "V": 32000},
     "large": {"B": 1, "T": 2048, "V": 151936},
+    "xl": {"B": 1, "T": 16384, "V": 151936},
 }
 
-#: ``large`` is Qwen2-0.5B's LM head (H = 896, V = 151936) over 2048 tokens.
+#: ``large`` is Qwen2-0.5B's LM head (H = 896, V = 151936) over 2048 tokens; ``xl`` the
+#: same head over 16384 tokens (GPU scale).
 LINEAR_TOKEN_CE_SIZES = {
     "tiny": {"B": 2, "T": 3, "H": 4, "V": 5},
     "small": {"B": 4, "T": 128, "H": 256, "V": 4096},
     "medium": {"B": 2, "T": 512, "H": 512, "V": 32000},
     "large": {"B": 1, "T": 2048, "H": 896, "V": 151936},
+    "xl": {"B": 1, "T": 16384, "H": 896, "V": 151936},
 }

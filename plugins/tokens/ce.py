@@ -1,10 +1,15 @@
 """``token_ce``: next-token cross-entropy over materialised logits (Hugging Face conventions).
 
-The per-token cross-entropy and log-sum-exp come from one autograd function that walks
-the logits in row chunks through a small reusable fp32 buffer: it never allocates a
-second ``[N, V]`` tensor in the forward pass (``F.cross_entropy`` keeps its
-``log_softmax`` output), fp16/bf16 logits are upcast one chunk at a time, and the
-backward pass writes the logits' gradient in one sweep.
+Two implementations, chosen by the ``kernel`` field (:func:`losskit.kernels.use_triton`):
+
+- Triton (CUDA; ``"auto"`` there): :mod:`losskit_plugins.tokens.triton_ce`, one kernel
+  launch that reads each row of logits, writes its loss, log Z and gradient; backward
+  only scales that gradient. ``in_place=True`` writes the gradient into the logits.
+- PyTorch (everywhere else): one autograd function that walks the logits in row chunks
+  through a small reusable fp32 buffer: it never allocates a second ``[N, V]`` tensor in
+  the forward pass (``F.cross_entropy`` keeps its ``log_softmax`` output), fp16/bf16
+  logits are upcast one chunk at a time, and the backward pass writes the logits'
+  gradient in one sweep.
 """
 
 from __future__ import annotations
@@ -16,17 +21,27 @@ from torch import Tensor
 
 import losskit
 from losskit.checks import compute_dtype
+from losskit.kernels import use_triton
 
 from losskit_plugins.tokens.config import TokenCEConfig
-from losskit_plugins.tokens.inputs import check_num_items, flat_labels, flat_rows
+from losskit_plugins.tokens.inputs import (
+    check_class_weights,
+    check_logits_by_lse,
+    check_num_items,
+    flat_labels,
+    flat_rows,
+)
 from losskit_plugins.tokens.kernels import (
+    RowOptions,
     Targets,
     chunk_stats_readonly,
     logit_grad_,
     rows_per_chunk,
     softmax_into,
+    upcast_capped,
 )
-from losskit_plugins.tokens.output import check_reduction, token_output
+from losskit_plugins.tokens.output import check_reduction, row_scale, token_output, triton_output
+from losskit_plugins.tokens.triton_ce import triton_rows
 
 __all__ = ["TokenCELoss", "token_rows"]
 
@@ -36,7 +51,7 @@ class _TokenRows(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, logits: Tensor, index: Tensor, valid: Tensor, label_smoothing: float, rows: int
+        ctx: Any, logits: Tensor, index: Tensor, valid: Tensor, opts: RowOptions, rows: int
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, v = logits.shape
         dtype = compute_dtype(logits)
@@ -47,10 +62,10 @@ class _TokenRows(torch.autograd.Function):
         buf = logits.new_empty(min(rows, n), v, dtype=dtype)  # [rows, V] scratch
         for start in range(0, n, rows):
             stop = min(n, start + rows)
-            stats = chunk_stats_readonly(logits[start:stop], buf[: stop - start], targets.rows(start, stop), label_smoothing)
+            stats = chunk_stats_readonly(logits[start:stop], buf[: stop - start], targets.rows(start, stop), opts)
             ce[start:stop], lse[start:stop], correct[start:stop] = stats.ce, stats.lse, stats.correct
         ctx.save_for_backward(logits, index, valid, lse)
-        ctx.label_smoothing, ctx.rows = label_smoothing, rows
+        ctx.opts, ctx.rows = opts, rows
         ctx.mark_non_differentiable(correct)
         ctx.set_materialize_grads(False)
         return ce, lse, correct
@@ -61,36 +76,38 @@ class _TokenRows(torch.autograd.Function):
         logits, index, valid, lse = ctx.saved_tensors
         if g_ce is None and g_lse is None:
             return (None,) * 5
-        targets, rows, n = Targets(index, valid), ctx.rows, logits.shape[0]
+        targets, rows, n, opts = Targets(index, valid), ctx.rows, logits.shape[0], ctx.opts
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         buf = None if grad.dtype == lse.dtype else logits.new_empty(min(rows, n), logits.shape[1], dtype=lse.dtype)
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             dst = grad[start:stop] if buf is None else buf[: stop - start]
-            softmax_into(logits[start:stop], dst)  # [n, V] softmax rows
+            z = upcast_capped(logits[start:stop], lse.dtype, opts)  # [n, V]
+            softmax_into(z, dst)  # [n, V] softmax rows
             logit_grad_(
                 dst,
                 targets.rows(start, stop),
                 None if g_ce is None else g_ce[start:stop],
                 None if g_lse is None else g_lse[start:stop],
-                ctx.label_smoothing,
+                opts,
+                cap_factor=opts.cap_factor(z),
             )
             if buf is not None:
                 grad[start:stop].copy_(dst)
         return grad, None, None, None, None
 
 
-def token_rows(logits: Tensor, targets: Targets, label_smoothing: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-token ``(ce [N], lse [N], correct [N])`` of ``logits [N, V]`` in fp32 (fp64 stays fp64)."""
+def token_rows(logits: Tensor, targets: Targets, opts: RowOptions) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token ``(ce [N], lse [N], correct [N])`` of ``logits [N, V]`` in fp32 (fp64 stays fp64), PyTorch path."""
     rows = rows_per_chunk(logits.shape[1], None, logits.shape[0])
-    return _TokenRows.apply(logits, targets.index, targets.valid, label_smoothing, rows)
+    return _TokenRows.apply(logits, targets.index, targets.valid, opts, rows)
 
 
 class TokenCELoss(losskit.Loss[TokenCEConfig]):
     """Next-token cross-entropy with Hugging Face ``ForCausalLMLoss`` conventions.
 
     Call: ``loss(logits [B, T, V] or [N, V], labels [B, T] or [N], *, num_items_in_batch=None,
-    weights=None)``.
+    weights=None, class_weights=None)``.
 
     - Causal shift (``shift``; default on for 3-D input): position ``t`` predicts
       ``labels[..., t + 1]``; labels are padded with ``ignore_index`` and shifted, the
@@ -99,6 +116,13 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
       accumulation across micro-batches and ranks), else / number of supervised tokens.
       ``"none"``: per-token losses in the shape of ``labels`` (0 on ignored tokens).
     - ``weights [B, T] / [N]``: per-token factors aligned with ``labels`` (shifted with them).
+    - ``class_weights [V]``: per-class factors, ``F.cross_entropy``'s ``weight`` (Liger's
+      ``ce_weight``): a token's cross-entropy is scaled by its target's weight and
+      ``"mean"`` divides by the sum of those weights (constants: not differentiated).
+    - ``softcap``: Gemma 2's final-logit cap ``c tanh(logits / c)`` before the loss.
+    - ``kernel``: the Triton kernel on CUDA (``"auto"``), else PyTorch; on the Triton path
+      ``parts`` are detached values and ``in_place=True`` overwrites the logits with
+      their gradient.
     - Parts ``ce`` and ``z_loss`` (PaLM z-loss, coefficient ``z_loss``); metrics
       ``accuracy``, ``num_tokens`` (supervised) and ``mean_log_z``.
     - All labels ignored: a zero still attached to the graph.
@@ -113,6 +137,7 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
         *,
         num_items_in_batch: int | Tensor | None = None,
         weights: Tensor | None = None,
+        class_weights: Tensor | None = None,
     ) -> losskit.LossOutput:
         cfg = self.config
         rows = flat_rows(logits, "logits", "[B, T, V] or [N, V]")
@@ -125,8 +150,21 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
             shift=cfg.shift,
             ignore_index=cfg.ignore_index,
             weights=weights,
+            check_inputs=cfg.check_inputs,
         )
-        num_items = check_num_items(num_items_in_batch, logits.device)
+        num_items = check_num_items(num_items_in_batch, logits.device, cfg.check_inputs)
         check_reduction(cfg.reduction, num_items)
-        ce, lse, correct = token_rows(rows, flat.targets, cfg.label_smoothing)
-        return token_output(ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items)
+        dtype = compute_dtype(logits)
+        cw = check_class_weights(class_weights, logits.shape[-1], logits.device, cfg.check_inputs, dtype)
+        opts = RowOptions(cfg.label_smoothing, cw, cfg.softcap)
+        if use_triton(cfg.kernel, logits.device):
+            scale = row_scale(flat, cfg.reduction, num_items, dtype, cw)
+            index = torch.where(flat.targets.valid, flat.targets.index, -1)  # [N], -1 on ignored rows
+            row_loss, ce, lse, correct = triton_rows(rows, scale, index, opts, cfg.z_loss, in_place=cfg.in_place)
+            check_logits_by_lse(cfg.check_inputs, lse, rows)  # (0 on ignored rows)
+            return triton_output(row_loss, ce, lse, correct, scale, flat, z_loss=cfg.z_loss, reduction=cfg.reduction)
+        ce, lse, correct = token_rows(rows, flat.targets, opts)
+        check_logits_by_lse(cfg.check_inputs, lse, rows)
+        return token_output(
+            ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items, class_weights=cw
+        )

@@ -5,10 +5,14 @@ buffer, so that no extra ``[N, V]`` tensor is ever allocated (for ``token_ce`` t
 logits exist already; for ``linear_token_ce`` only the chunk does). Per row ``i`` with
 target ``t_i``, smoothing ``eps`` and ``lse_i = log sum_j exp(z_ij)``:
 
-- cross-entropy (PyTorch's ``F.cross_entropy`` with ``label_smoothing``):
-  ``ce_i = (1 - eps) (lse_i - z_i,t) + eps (lse_i - mean_j z_ij)``, 0 for ignored rows;
+- cross-entropy (PyTorch's ``F.cross_entropy`` with ``weight=w`` and ``label_smoothing``;
+  ``w`` all ones when no class weights are given, ``W = sum_j w_j``):
+  ``ce_i = (1 - eps) w_t (lse_i - z_i,t) + (eps / V) (W lse_i - sum_j w_j z_ij)``, 0 for ignored rows;
 - its gradient, given upstream gradients ``g_ce`` (of ``ce``) and ``g_lse`` (of ``lse``):
-  ``dz_ij = softmax(z_i)_j (g_ce_i + g_lse_i) - g_ce_i ((1 - eps) [j = t_i] + eps / V)``.
+  ``dz_ij = p_ij (g_ce_i A_i + g_lse_i) - g_ce_i ((1 - eps) w_t [j = t_i] + (eps / V) w_j)``
+  with ``p = softmax(z)`` and ``A_i = (1 - eps) w_t + eps W / V``;
+- with a final-logit cap (Gemma 2) the logits are ``z = c tanh(x / c)`` and the gradient
+  of ``x`` is ``dz (1 - (z / c)^2)``.
 
 Everything here is plain PyTorch, runs on CPU and GPU and never synchronises with the host.
 """
@@ -21,6 +25,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "RowOptions",
     "RowStats",
     "Targets",
     "chunk_stats",
@@ -50,6 +55,26 @@ class Targets(NamedTuple):
         return Targets(self.index[start:stop], self.valid[start:stop])
 
 
+class RowOptions(NamedTuple):
+    """What shapes each row's loss besides its target."""
+
+    label_smoothing: float = 0.0  # eps in [0, 1], as in F.cross_entropy
+    class_weights: Tensor | None = None  # [V] in the compute dtype (F.cross_entropy's weight)
+    softcap: float | None = None  # Gemma 2's final-logit cap c: z = c tanh(x / c)
+
+    def capped(self, x: Tensor) -> Tensor:
+        """``c tanh(x / c)`` out of place (``x`` itself without a cap)."""
+        return x if self.softcap is None else torch.tanh(x / self.softcap).mul_(self.softcap)
+
+    def cap_(self, z: Tensor) -> Tensor:
+        """Cap the compute-dtype buffer ``z`` in place."""
+        return z if self.softcap is None else z.div_(self.softcap).tanh_().mul_(self.softcap)
+
+    def cap_factor(self, z: Tensor) -> Tensor | None:
+        """``1 - (z / c)^2`` for capped logits ``z``: d z / d x (None without a cap)."""
+        return None if self.softcap is None else 1.0 - (z / self.softcap).square_()
+
+
 class RowStats(NamedTuple):
     """Per-row results of :func:`chunk_stats`, each ``[n]``."""
 
@@ -71,61 +96,79 @@ def rows_per_chunk(
     return max(1, -(-num_rows // max(chunks, 1)))
 
 
+def _smooth_term(z: Tensor, opts: RowOptions) -> Tensor | None:
+    """``sum_j w_j z_ij / V`` per row of ``z [n, V]`` (the mean logit without class weights); None without smoothing."""
+    if opts.label_smoothing == 0:
+        return None
+    return z.mean(dim=-1) if opts.class_weights is None else (z @ opts.class_weights) / z.shape[1]
+
+
 def _row_results(
-    lse: Tensor, z_target: Tensor, z_mean: Tensor | None, is_max: Tensor, targets: Targets, label_smoothing: float
+    lse: Tensor, z_target: Tensor, z_smooth: Tensor | None, is_max: Tensor, targets: Targets, opts: RowOptions
 ) -> tuple[Tensor, Tensor]:
-    """Per-row ``(ce, correct)`` from the log-sum-exp, target logit, mean logit and whether the target is the max."""
+    """Per-row ``(ce, correct)`` from the log-sum-exp, target logit, smoothing term and whether the target is the max."""
     ce = lse - z_target
-    if z_mean is not None:
-        ce = (1.0 - label_smoothing) * ce + label_smoothing * (lse - z_mean)
+    w = opts.class_weights
+    if w is not None:
+        ce = w[targets.index] * ce
+    if z_smooth is not None:
+        eps = opts.label_smoothing
+        mean_w = 1.0 if w is None else w.mean()
+        ce = (1.0 - eps) * ce + eps * (mean_w * lse - z_smooth)
     zero = torch.zeros((), dtype=ce.dtype, device=ce.device)
     ce = torch.where(targets.valid, ce, zero)
     correct = is_max & targets.valid
     return ce, correct
 
 
-def chunk_stats(z: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
-    """Cross-entropy, log-sum-exp and accuracy of logits rows ``z [n, V]``, destructively.
+def chunk_stats(z: Tensor, targets: Targets, opts: RowOptions) -> RowStats:
+    """Cross-entropy, log-sum-exp and accuracy of (already capped) logits rows ``z [n, V]``, destructively.
 
     Args:
         z: logits of the chunk in the compute dtype; on return it holds ``exp(z - max_j z)``
             (with ``RowStats.sum_exp`` its row sums).
         targets: the chunk's targets.
-        label_smoothing: ``eps`` in [0, 1], as in ``F.cross_entropy``.
+        opts: smoothing and class weights (the cap is the caller's).
     """
     top = z.amax(dim=-1)  # [n]
     # a row of all -inf has no finite maximum; shifting by 0 keeps it NaN-free
     shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     z_target = z.gather(1, targets.index[:, None]).squeeze(1)  # [n]
-    z_mean = z.mean(dim=-1) if label_smoothing > 0 else None
+    z_smooth = _smooth_term(z, opts)
     z.sub_(shift[:, None]).exp_()  # [n, V] = exp(z - max)
     sum_exp = z.sum(dim=-1)
     lse = shift + sum_exp.log()
-    ce, correct = _row_results(lse, z_target, z_mean, z_target >= top, targets, label_smoothing)
+    ce, correct = _row_results(lse, z_target, z_smooth, z_target >= top, targets, opts)
     return RowStats(ce, lse, correct, sum_exp)
 
 
-def chunk_stats_readonly(z: Tensor, buf: Tensor, targets: Targets, label_smoothing: float) -> RowStats:
-    """:func:`chunk_stats` leaving ``z`` intact; ``buf [n, V]`` (compute dtype) is scratch.
+def upcast_capped(x: Tensor, dtype: torch.dtype, opts: RowOptions) -> Tensor:
+    """The chunk ``x [n, V]`` in ``dtype``, capped (a copy only for fp16/bf16 or a cap)."""
+    zc = x if x.dtype == dtype else x.to(dtype)  # [n, V] upcast chunk (fp16/bf16 only)
+    return opts.capped(zc)
+
+
+def chunk_stats_readonly(x: Tensor, buf: Tensor, targets: Targets, opts: RowOptions) -> RowStats:
+    """:func:`chunk_stats` of the logits chunk ``x`` (capped here) leaving ``x`` intact; ``buf [n, V]`` (compute dtype) is scratch.
 
     Uses PyTorch's fused per-row ``log_softmax`` kernel (one read and one write of the
     chunk); ``RowStats.sum_exp`` is all ones (the log-sum-exp is exact without it).
     """
-    zc = z if z.dtype == buf.dtype else z.to(buf.dtype)  # [n, V] upcast chunk (fp16/bf16 only)
+    zc = upcast_capped(x, buf.dtype, opts)
     torch.ops.aten._log_softmax.out(zc, -1, False, out=buf)  # [n, V] = log softmax(z)
     z_target = zc.gather(1, targets.index[:, None]).squeeze(1)
-    logp_target = buf.gather(1, targets.index[:, None]).squeeze(1)
-    lse = z_target - logp_target  # z_t - log p_t = log Z
-    z_mean = zc.mean(dim=-1) if label_smoothing > 0 else None
-    is_max = logp_target >= buf.amax(dim=-1)  # on the freshly written, cache-warm chunk
-    ce, correct = _row_results(lse, z_target, z_mean, is_max, targets, label_smoothing)
+    top_logp, top = buf.max(dim=-1)  # on the freshly written, cache-warm chunk
+    # log Z = z_j - log p_j at the row's argmax j: finite whenever the row's maximum is,
+    # even where the target logit is -inf (a masked vocabulary; ignored rows point at class 0)
+    lse = zc.gather(1, top[:, None]).squeeze(1) - top_logp
+    is_max = buf.gather(1, targets.index[:, None]).squeeze(1) >= top_logp  # log p_t is the row's max
+    ce, correct = _row_results(lse, z_target, _smooth_term(zc, opts), is_max, targets, opts)
     return RowStats(ce, lse, correct, torch.ones_like(lse))
 
 
 def softmax_into(z: Tensor, out: Tensor) -> Tensor:
     """``out[:] = softmax(z, -1)`` with PyTorch's fused per-row kernel; ``out`` may be a row slice."""
-    zc = z if z.dtype == out.dtype else z.to(out.dtype)
-    return torch.ops.aten._softmax.out(zc, -1, False, out=out)
+    return torch.ops.aten._softmax.out(z, -1, False, out=out)
 
 
 def logit_grad_(
@@ -133,9 +176,10 @@ def logit_grad_(
     targets: Targets,
     g_ce: Tensor | None,
     g_lse: Tensor | None,
-    label_smoothing: float,
+    opts: RowOptions,
     *,
     sum_exp: Tensor | None = None,
+    cap_factor: Tensor | None = None,
 ) -> Tensor:
     """Turn ``probs [n, V]`` in place into the gradient of the chunk's logits.
 
@@ -144,17 +188,27 @@ def logit_grad_(
         targets: the chunk's targets.
         g_ce: ``[n]`` upstream gradient of the per-row cross-entropy (None: zero).
         g_lse: ``[n]`` upstream gradient of the per-row log-sum-exp (None: zero).
-        label_smoothing: ``eps`` as in :func:`chunk_stats`.
+        opts: smoothing and class weights, as in :func:`chunk_stats`.
         sum_exp: row sums that normalise ``probs`` (None: already normalised).
+        cap_factor: ``[n, V]`` d z / d x of a final-logit cap (None: no cap).
     """
-    n = probs.shape[0]
+    n, v = probs.shape
+    eps, w = opts.label_smoothing, opts.class_weights
     zeros = torch.zeros(n, dtype=probs.dtype, device=probs.device)
     g_ce = zeros if g_ce is None else torch.where(targets.valid, g_ce.to(probs.dtype), zeros)
-    scale = g_ce if g_lse is None else g_ce + g_lse.to(probs.dtype)
+    g_target = g_ce if w is None else g_ce * w[targets.index]  # [n] g_ce w_t
+    scale = (1.0 - eps) * g_target + (eps * g_ce if w is None else (eps * w.mean()) * g_ce)
+    if g_lse is not None:
+        scale = scale + g_lse.to(probs.dtype)
     if sum_exp is not None:
         scale = scale / sum_exp
     probs.mul_(scale[:, None])
-    probs.scatter_add_(1, targets.index[:, None], -(1.0 - label_smoothing) * g_ce[:, None])
-    if label_smoothing > 0:
-        probs.sub_((label_smoothing / probs.shape[1]) * g_ce[:, None])
+    probs.scatter_add_(1, targets.index[:, None], -(1.0 - eps) * g_target[:, None])
+    if eps > 0:
+        if w is None:
+            probs.sub_((eps / v) * g_ce[:, None])
+        else:
+            probs.addr_(g_ce, w, alpha=-eps / v)
+    if cap_factor is not None:
+        probs.mul_(cap_factor)
     return probs

@@ -20,99 +20,23 @@ No host synchronisation in either loop; pure PyTorch, CPU and GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
 import losskit
-from losskit.checks import check_float, check_size, compute_dtype
+from losskit.checks import compute_dtype
+from losskit.kernels import use_triton
 
 from losskit_plugins.tokens.config import LinearTokenCEConfig
-from losskit_plugins.tokens.inputs import check_num_items, flat_labels, flat_rows
-from losskit_plugins.tokens.kernels import LINEAR_CHUNK_ELEMENTS, RowStats, Targets, chunk_stats, logit_grad_, rows_per_chunk
-from losskit_plugins.tokens.output import check_reduction, divisor, metrics, token_output
+from losskit_plugins.tokens.inputs import check_class_weights, check_head, check_num_items, flat_labels
+from losskit_plugins.tokens.kernels import LINEAR_CHUNK_ELEMENTS, RowOptions, RowStats, logit_grad_, rows_per_chunk
+from losskit_plugins.tokens.linear_chunks import Grads, make_head, scan
+from losskit_plugins.tokens.linear_triton import triton_linear_total
+from losskit_plugins.tokens.output import check_reduction, metrics, row_scale, token_output
 
 __all__ = ["LinearTokenCELoss"]
-
-
-class _Head(NamedTuple):
-    """The LM head in the compute dtype, with the chunk loop's shared state."""
-
-    hidden: Tensor  # [N, H]
-    weight: Tensor  # [V, H]
-    bias: Tensor | None  # [V]
-    targets: Targets
-    rows: int
-
-    def chunks(self) -> range:
-        return range(0, self.hidden.shape[0], self.rows)
-
-    def logits(self, start: int, buf: Tensor) -> tuple[Tensor, int]:
-        """Write the logits of the chunk starting at ``start`` into ``buf``; return it and the stop row."""
-        stop = min(self.hidden.shape[0], start + self.rows)
-        z = buf[: stop - start]  # [n, V]
-        if self.bias is None:
-            torch.mm(self.hidden[start:stop], self.weight.t(), out=z)
-        else:
-            torch.addmm(self.bias, self.hidden[start:stop], self.weight.t(), out=z)
-        return z, stop
-
-    def buffer(self) -> Tensor:
-        return self.hidden.new_empty(min(self.rows, self.hidden.shape[0]), self.weight.shape[0])
-
-
-def _head(hidden: Tensor, weight: Tensor, bias: Tensor | None, index: Tensor, valid: Tensor, rows: int) -> _Head:
-    dtype = compute_dtype(hidden, weight, bias)
-    return _Head(
-        hidden.to(dtype),
-        weight.to(dtype),
-        None if bias is None else bias.to(dtype),
-        Targets(index, valid),
-        rows,
-    )
-
-
-class _Grads:
-    """Gradient buffers of hidden / weight / bias (None where not needed), filled chunk by chunk."""
-
-    def __init__(self, head: _Head, needs: tuple[bool, bool, bool]) -> None:
-        self.hidden = torch.empty_like(head.hidden) if needs[0] else None  # [N, H]
-        self.weight = torch.zeros_like(head.weight) if needs[1] else None  # [V, H]
-        self.bias = torch.zeros(head.weight.shape[0], dtype=head.weight.dtype, device=head.weight.device) if needs[2] and head.bias is not None else None
-
-    def add_chunk(self, head: _Head, start: int, stop: int, dz: Tensor) -> None:
-        """Accumulate the chunk's share given the logits' gradient ``dz [n, V]``."""
-        if self.hidden is not None:
-            torch.mm(dz, head.weight, out=self.hidden[start:stop])
-        if self.weight is not None:
-            self.weight.addmm_(dz.t(), head.hidden[start:stop])
-        if self.bias is not None:
-            self.bias.add_(dz.sum(dim=0))
-
-    def cast(self, like: tuple[Tensor, Tensor, Tensor | None]) -> tuple[Tensor | None, ...]:
-        """The gradients in the dtypes of the original inputs."""
-        mine = (self.hidden, self.weight, self.bias)
-        return tuple(None if g is None else g.to(x.dtype) for g, x in zip(mine, like))  # type: ignore[union-attr]
-
-
-def _scan(head: _Head, label_smoothing: float, on_chunk: Callable[[int, int, Tensor, RowStats], None] | None = None) -> RowStats:
-    """One pass over the chunks: per-token ``ce``, ``lse``, ``correct`` (``[N]`` each).
-
-    ``on_chunk(start, stop, e, stats)`` runs after each chunk with ``e = exp(z - max)`` in the buffer.
-    """
-    n = head.hidden.shape[0]
-    ce, lse, sum_exp = (head.hidden.new_empty(n) for _ in range(3))
-    correct = torch.empty(n, dtype=torch.bool, device=head.hidden.device)
-    buf = head.buffer()
-    for start in head.chunks():
-        z, stop = head.logits(start, buf)
-        stats = chunk_stats(z, head.targets.rows(start, stop), label_smoothing)  # z := exp(z - max)
-        ce[start:stop], lse[start:stop], correct[start:stop], sum_exp[start:stop] = stats
-        if on_chunk is not None:
-            on_chunk(start, stop, z, stats)
-    return RowStats(ce, lse, correct, sum_exp)
 
 
 class _RecomputeRows(torch.autograd.Function):
@@ -126,13 +50,13 @@ class _RecomputeRows(torch.autograd.Function):
         bias: Tensor | None,
         index: Tensor,
         valid: Tensor,
-        label_smoothing: float,
+        opts: RowOptions,
         rows: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        head = _head(hidden, weight, bias, index, valid, rows)
-        stats = _scan(head, label_smoothing)
+        head = make_head(hidden, weight, bias, index, valid, rows, opts)
+        stats = scan(head)
         ctx.save_for_backward(hidden, weight, bias, index, valid, stats.lse)
-        ctx.label_smoothing, ctx.rows = label_smoothing, rows
+        ctx.opts, ctx.rows = opts, rows
         ctx.mark_non_differentiable(stats.correct)
         ctx.set_materialize_grads(False)
         return stats.ce, stats.lse, stats.correct
@@ -144,18 +68,19 @@ class _RecomputeRows(torch.autograd.Function):
         none = (None,) * 4
         if g_ce is None and g_lse is None:
             return (None,) * 3 + none
-        head = _head(hidden, weight, bias, index, valid, ctx.rows)
-        grads = _Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
+        head = make_head(hidden, weight, bias, index, valid, ctx.rows, ctx.opts)
+        grads = Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
         buf = head.buffer()
         for start in head.chunks():
-            z, stop = head.logits(start, buf)
+            z, stop, factor = head.logits(start, buf)
             z.sub_(lse[start:stop, None]).exp_()  # softmax rows
             dz = logit_grad_(
                 z,
                 head.targets.rows(start, stop),
                 None if g_ce is None else g_ce[start:stop],
                 None if g_lse is None else g_lse[start:stop],
-                ctx.label_smoothing,
+                ctx.opts,
+                cap_factor=factor,
             )
             grads.add_chunk(head, start, stop, dz)
         return grads.cast((hidden, weight, bias)) + none
@@ -177,23 +102,26 @@ class _FusedTotal(torch.autograd.Function):
         row_weight: Tensor,
         index: Tensor,
         valid: Tensor,
-        label_smoothing: float,
+        opts: RowOptions,
         z_loss: float,
         rows: int,
     ) -> tuple[Tensor, ...]:
-        head = _head(hidden, weight, bias, index, valid, rows)
+        head = make_head(hidden, weight, bias, index, valid, rows, opts)
         row_w = row_weight.to(head.hidden.dtype)  # [N], 0 on ignored rows
-        grads = _Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
+        grads = Grads(head, tuple(ctx.needs_input_grad[:3]))  # type: ignore[arg-type]
 
-        def backprop_chunk(start: int, stop: int, e: Tensor, stats: RowStats) -> None:
+        def backprop_chunk(start: int, stop: int, e: Tensor, stats: RowStats, factor: Tensor | None) -> None:
             g_ce = row_w[start:stop]
             g_lse = 2.0 * z_loss * g_ce * stats.lse if z_loss > 0 else None
-            dz = logit_grad_(e, head.targets.rows(start, stop), g_ce, g_lse, label_smoothing, sum_exp=stats.sum_exp)
+            dz = logit_grad_(
+                e, head.targets.rows(start, stop), g_ce, g_lse, opts, sum_exp=stats.sum_exp, cap_factor=factor
+            )
             grads.add_chunk(head, start, stop, dz)
 
-        stats = _scan(head, label_smoothing, backprop_chunk if any(ctx.needs_input_grad[:3]) else None)
+        stats = scan(head, backprop_chunk if any(ctx.needs_input_grad[:3]) else None)
         zero = torch.zeros((), dtype=stats.lse.dtype, device=stats.lse.device)
-        z_rows = torch.where(head.targets.valid, z_loss * stats.lse.square(), zero)  # [N]
+        valid_lse = torch.where(head.targets.valid, stats.lse, zero)
+        z_rows = z_loss * valid_lse.square() if z_loss > 0 else torch.zeros_like(stats.lse)  # [N]
         ce_sum, z_sum = (row_w * stats.ce).sum(), (row_w * z_rows).sum()
         saved = [g if g is not None else zero for g in (grads.hidden, grads.weight, grads.bias)]
         ctx.save_for_backward(*saved, stats.ce + z_rows)
@@ -238,17 +166,20 @@ class LinearTokenCELoss(losskit.Loss[LinearTokenCEConfig]):
     """Fused LM head + next-token cross-entropy that never materialises the ``[N, V]`` logits.
 
     Call: ``loss(hidden [B, T, H] or [N, H], weight [V, H], labels [B, T] or [N], *,
-    bias=None [V], num_items_in_batch=None, weights=None)``.
+    bias=None [V], num_items_in_batch=None, weights=None, class_weights=None [V])``.
 
     Equal to ``token_ce`` on ``hidden @ weight.T + bias`` (same config fields and
     conventions: causal shift, ``ignore_index``, ``num_items_in_batch``, label smoothing,
-    z-loss, per-token ``weights``, reduction), computed ``chunk_size`` tokens at a time in
-    fp32 (fp64 inputs stay fp64; fp16/bf16 ``weight`` is upcast once, a ``[V, H]`` copy).
-    With ``reduction`` ``"mean"``/``"sum"`` and gradients enabled, the gradients are
-    computed in the forward pass and ``parts`` are detached values: backpropagate
-    ``loss`` (retaining the graph and backpropagating again works, at the cost of a
-    copy of the gradients). ``"none"`` gives per-token losses with exact per-token
-    gradients (the backward pass recomputes the logits: one more matmul per chunk).
+    z-loss, soft cap, per-token ``weights``, per-class ``class_weights``, reduction),
+    computed ``chunk_size`` tokens at a time. With ``reduction`` ``"mean"``/``"sum"`` and
+    gradients enabled, the gradients are computed in the forward pass and ``parts`` are
+    detached values: backpropagate ``loss``. On CUDA (``kernel="auto"``) that case runs
+    the Triton path (:mod:`losskit_plugins.tokens.linear_triton`: matmuls in the inputs'
+    dtype, chunks of ~512 MiB of logits, one backward per graph); elsewhere, and for
+    ``"none"`` or without gradients, the PyTorch path computes in fp32 (fp64 inputs stay
+    fp64; fp16/bf16 ``weight`` is upcast once, a ``[V, H]`` copy), where retaining the
+    graph and backpropagating again works. ``"none"`` gives per-token losses with exact
+    per-token gradients (the backward pass recomputes the logits: one more matmul per chunk).
     """
 
     config_class = LinearTokenCEConfig
@@ -262,17 +193,10 @@ class LinearTokenCELoss(losskit.Loss[LinearTokenCEConfig]):
         bias: Tensor | None = None,
         num_items_in_batch: int | Tensor | None = None,
         weights: Tensor | None = None,
+        class_weights: Tensor | None = None,
     ) -> losskit.LossOutput:
         cfg = self.config
-        rows_in = flat_rows(hidden, "hidden", "[B, T, H] or [N, H]")
-        check_float(weight, "weight", 2, layout="[V, H]")
-        check_size(weight, "weight", 1, hidden.shape[-1], "the hidden size H of hidden")
-        if bias is not None:
-            check_float(bias, "bias", 1, layout="[V]")
-            check_size(bias, "bias", 0, weight.shape[0], "the vocabulary size V of weight")
-        for name, t in (("weight", weight), ("bias", bias)):
-            if t is not None and t.device != hidden.device:
-                raise ValueError(f"{name}: expected a tensor on {hidden.device} (the device of hidden), got {t.device}")
+        rows_in = check_head(hidden, weight, bias, cfg.check_inputs)
         flat = flat_labels(
             labels,
             hidden.shape[:-1],
@@ -282,26 +206,32 @@ class LinearTokenCELoss(losskit.Loss[LinearTokenCEConfig]):
             shift=cfg.shift,
             ignore_index=cfg.ignore_index,
             weights=weights,
+            check_inputs=cfg.check_inputs,
         )
-        num_items = check_num_items(num_items_in_batch, hidden.device)
+        num_items = check_num_items(num_items_in_batch, hidden.device, cfg.check_inputs)
         check_reduction(cfg.reduction, num_items)
-        rows = rows_per_chunk(weight.shape[0], cfg.chunk_size, rows_in.shape[0], LINEAR_CHUNK_ELEMENTS)
+        dtype = compute_dtype(hidden, weight, bias)
+        cw = check_class_weights(class_weights, weight.shape[0], hidden.device, cfg.check_inputs, dtype)
+        opts = RowOptions(cfg.label_smoothing, cw, cfg.softcap)
         targets = flat.targets
         needs_grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (hidden, weight, bias, weights)
         )
+        rows = rows_per_chunk(weight.shape[0], cfg.chunk_size, rows_in.shape[0], LINEAR_CHUNK_ELEMENTS)
         if cfg.reduction == "none" or not needs_grad:
-            ce, lse, correct = _RecomputeRows.apply(rows_in, weight, bias, targets.index, targets.valid, cfg.label_smoothing, rows)
-            return token_output(ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items)
-        dtype = compute_dtype(hidden, weight, bias)
-        row_weight = targets.valid.to(dtype)
-        if flat.weights is not None:
-            row_weight = row_weight * flat.weights.to(dtype)
-        if cfg.reduction == "mean":
-            row_weight = row_weight / divisor(targets, num_items, dtype)
-        total, ce_sum, z_sum, lse, correct = _FusedTotal.apply(
-            rows_in, weight, bias, row_weight, targets.index, targets.valid, cfg.label_smoothing, cfg.z_loss, rows
-        )
-        return losskit.LossOutput(
-            loss=total, parts={"ce": ce_sum, "z_loss": z_sum}, metrics=metrics(targets, lse, correct)
-        )
+            ce, lse, correct = _RecomputeRows.apply(rows_in, weight, bias, targets.index, targets.valid, opts, rows)
+            return token_output(
+                ce, lse, correct, flat, z_loss=cfg.z_loss, reduction=cfg.reduction, num_items=num_items, class_weights=cw
+            )
+        scale = row_scale(flat, cfg.reduction, num_items, dtype, cw)
+        if use_triton(cfg.kernel, hidden.device):
+            index = torch.where(targets.valid, targets.index, -1)  # [N], -1 on ignored rows
+            total, ce, lse, correct = triton_linear_total(rows_in, weight, bias, scale, index, opts, cfg.z_loss, cfg.chunk_size)
+            z_sum = (scale.detach() * lse.square()).sum() * cfg.z_loss if cfg.z_loss > 0 else torch.zeros_like(total)
+            parts = {"ce": (scale.detach() * ce).sum(), "z_loss": z_sum}
+        else:
+            total, ce_sum, z_sum, lse, correct = _FusedTotal.apply(
+                rows_in, weight, bias, scale, targets.index, targets.valid, opts, cfg.z_loss, rows
+            )
+            parts = {"ce": ce_sum, "z_loss": z_sum}
+        return losskit.LossOutput(loss=total, parts=parts, metrics=metrics(targets, lse, correct))

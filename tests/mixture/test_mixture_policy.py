@@ -26,7 +26,7 @@ def test_a_wrong_keyword_names_the_term_and_shows_its_signature() -> None:
         grounding()(lm={"logit": logits, "labels": labels}, box=(BOX, BOX))
     message = str(info.value)
     assert message.startswith("terms.lm: got an unexpected keyword argument 'logit' (did you mean 'logits'?)")
-    assert "TokenCELoss.compute(logits, labels, *, num_items_in_batch=None, weights=None)" in message
+    assert "TokenCELoss.compute(logits, labels, *, num_items_in_batch=None, weights=None, class_weights=None)" in message
 
 
 def test_a_missing_input_names_the_term() -> None:

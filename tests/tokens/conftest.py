@@ -33,14 +33,21 @@ def reference_token_ce(
     reduction: str = "mean",
     num_items_in_batch: int | None = None,
     weights: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
+    softcap: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(loss, ce_part, z_part)`` computed row by row in float64.
 
-    Cross-entropy with label smoothing as ``torch.nn.functional.cross_entropy`` defines it,
+    Cross-entropy with class weights and label smoothing as ``torch.nn.functional.cross_entropy``
+    defines them (on Gemma 2's capped logits ``softcap * tanh(x / softcap)`` when given),
     z-loss = coefficient * (log Z)^2 per supervised token; ``mean`` divides sums by
-    ``num_items_in_batch`` or the supervised count (at least 1).
+    ``num_items_in_batch``, else the sum of the targets' class weights, else the supervised
+    count (at least 1).
     """
     x = logits.double()
+    if softcap is not None:
+        x = softcap * torch.tanh(x / softcap)
+    cw = [1.0] * x.shape[-1] if class_weights is None else class_weights.double().tolist()
     if shift:
         labels = _shift(labels, ignore_index)
         weights = None if weights is None else _shift(weights, 0.0)
@@ -51,14 +58,18 @@ def reference_token_ce(
     ce_rows, z_rows = [], []
     for i, y in enumerate(flat):
         if y == ignore_index:
-            ce_rows.append(rows[i].sum() * 0.0)
-            z_rows.append(rows[i].sum() * 0.0)
+            zero = rows[i].nan_to_num(neginf=0.0).sum() * 0.0  # attached; -inf (masked) logits allowed
+            ce_rows.append(zero)
+            z_rows.append(zero)
             continue
         top = max(rows[i].tolist())
         lse = top + torch.log(sum(torch.exp(rows[i][j] - top) for j in range(v)))
-        nll = lse - rows[i][y]
-        smooth = lse - sum(rows[i][j] for j in range(v)) / v
-        ce_rows.append(w[i] * ((1 - label_smoothing) * nll + label_smoothing * smooth))
+        nll = cw[y] * (lse - rows[i][y])
+        ce = nll
+        if label_smoothing > 0:  # (skipped at 0: over a masked class it is infinite)
+            smooth = sum(cw[j] * (lse - rows[i][j]) for j in range(v)) / v
+            ce = (1 - label_smoothing) * nll + label_smoothing * smooth
+        ce_rows.append(w[i] * ce)
         z_rows.append(w[i] * z_loss * lse**2)
     ce, z = torch.stack(ce_rows), torch.stack(z_rows)
     if reduction == "none":
@@ -67,7 +78,9 @@ def reference_token_ce(
         ce, z = ce.sum(), z.sum()
         if reduction == "mean":
             count = sum(1 for y in flat if y != ignore_index)
-            norm = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
+            if class_weights is not None:  # 1 when 0: an all-ignored batch gives 0, not F.cross_entropy's NaN
+                count = sum(cw[y] for y in flat if y != ignore_index)
+            norm = num_items_in_batch if num_items_in_batch is not None else (count or 1)
             ce, z = ce / norm, z / norm
     return ce + z, ce, z
 
@@ -83,6 +96,7 @@ class Case:
     labels: torch.Tensor
     weights: torch.Tensor | None
     config: dict = field(default_factory=dict)
+    class_weights: torch.Tensor | None = None
 
     @property
     def rows_shape(self) -> tuple[int, ...]:
@@ -93,12 +107,17 @@ class Case:
         return self.three_d if shift is None else shift
 
     def reference_kwargs(self) -> dict:
-        kw = {k: v for k, v in self.config.items() if k not in ("shift", "chunk_size")}
-        return {"shift": self.shift(), "weights": self.weights, **kw}
+        kw = {k: v for k, v in self.config.items() if k not in ("shift", "chunk_size", "kernel", "in_place")}
+        return {"shift": self.shift(), "weights": self.weights, "class_weights": self.class_weights, **kw}
+
+    def call_kwargs(self) -> dict:
+        """Keywords of the loss call besides the tensors' gradients (per-class weights)."""
+        return {} if self.class_weights is None else {"class_weights": self.class_weights}
 
 
-def draw_case(data: st.DataObject, *, max_v: int = 9) -> Case:
-    """Draw shapes, an ignore pattern (none / some / all ignored), smoothing, z-loss, weights, reduction."""
+def draw_case(data: st.DataObject, *, max_v: int = 9, parity: bool = False) -> Case:
+    """Draw shapes, an ignore pattern (none / some / all ignored), smoothing, z-loss, weights, reduction;
+    with ``parity`` also per-class weights and a soft cap."""
     b = data.draw(st.integers(1, 3), label="B")
     t = data.draw(st.integers(1, 5), label="T")
     v = data.draw(st.integers(2, max_v), label="V")
@@ -119,7 +138,12 @@ def draw_case(data: st.DataObject, *, max_v: int = 9) -> Case:
         "reduction": data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction"),
         "shift": data.draw(st.sampled_from([None, True, False]), label="shift"),
     }
-    return Case(b, t, v, three_d, labels, weights, config)
+    class_weights = None
+    if parity:
+        config["softcap"] = data.draw(st.sampled_from([None, 2.0, 30.0]), label="softcap")
+        if data.draw(st.booleans(), label="class weights"):
+            class_weights = torch.rand(v, generator=gen, dtype=torch.float64) + 0.25
+    return Case(b, t, v, three_d, labels, weights, config, class_weights)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-7, what: str = "") -> None:
@@ -133,3 +157,4 @@ def tok() -> SimpleNamespace:
     return SimpleNamespace(
         reference=reference_token_ce, draw_case=draw_case, assert_close=assert_close, IGNORE=IGNORE
     )
+

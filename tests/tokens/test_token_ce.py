@@ -152,7 +152,7 @@ def test_config_change_applies_at_call_time():
         (lambda f: f(torch.randn(2, 3, 5), torch.full((2, 3), -1)), ValueError, "ignore_index=-100"),
         (lambda f: f(torch.randn(5), torch.zeros(5, dtype=torch.long)), ValueError, "logits: expected a 2-D or 3-D"),
         (lambda f: f(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, dtype=torch.long)), TypeError, "logits: expected a floating"),
-        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=0), ValueError, "num_items_in_batch: expected a positive"),
+        (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=0), ValueError, "num_items_in_batch: expected a finite positive"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=-3), ValueError, "num_items_in_batch"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=2.5), TypeError, "num_items_in_batch: expected a positive int"),
         (lambda f: f(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), num_items_in_batch=True), TypeError, "num_items_in_batch: expected a positive int"),
