@@ -20,7 +20,7 @@ from losskit.errors import ConfigError
 if TYPE_CHECKING:
     from losskit.config import LossConfig
 
-__all__ = ["StrictSafeLoader", "load_config", "read_mapping"]
+__all__ = ["StrictSafeLoader", "load_config", "read_mapping", "read_text"]
 
 
 class StrictSafeLoader(yaml.SafeLoader):
@@ -56,18 +56,21 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path, what: str = "config file") -> str:
+    """The UTF-8 text of ``path``; ``ConfigError`` naming the file (and the line of the first
+    bad byte) when it cannot be read or is not UTF-8. ``what`` names the file's kind in the message."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError([(str(path), f"cannot read config file: {exc.strerror or exc}")]) from None
+        raise ConfigError([(str(path), f"cannot read {what}: {exc.strerror or exc}")]) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            [(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8")]
-        ) from None
+            [(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+              "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")]
+        ) from None  # fmt: skip
 
 
 def _parse(path: Path, text: str) -> Any:
@@ -100,7 +103,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             duplicate key 'gamma' (first given on line 2)``.
     """
     path = Path(path)
-    data = _parse(path, _read_text(path))
+    data = _parse(path, read_text(path))
     if not isinstance(data, dict):
         raise ConfigError([(str(path), f"expected a mapping at the top level, got {type(data).__name__}")])
     return data

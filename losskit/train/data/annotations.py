@@ -19,27 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from losskit.errors import ConfigError
+from losskit.files import read_text
 
-__all__ = ["Row", "coco_rows", "manifest_rows", "read_text"]
+__all__ = ["Row", "coco_rows", "manifest_rows"]
 
 #: ``(image name, caption, where)``
 Row = tuple[str, str, str]
-
-
-def read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``; ``ConfigError`` naming it when missing or not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([(str(path), f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            [(f"{path}:{line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-              "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")]
-        ) from None  # fmt: skip
 
 
 def _string(value: Any, where: str, field: str) -> str:
@@ -52,7 +37,7 @@ def _string(value: Any, where: str, field: str) -> str:
 def coco_rows(path: Path) -> list[Row]:
     """The caption rows of a COCO captions file; ``ConfigError`` naming the file and entry."""
     try:
-        data = json.loads(read_text(path))
+        data = json.loads(read_text(path, "data file"))
     except json.JSONDecodeError as exc:
         raise ConfigError([(f"{path}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}")]) from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
@@ -74,7 +59,7 @@ def coco_rows(path: Path) -> list[Row]:
 
 
 def _csv_rows(path: Path) -> list[Row]:
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    reader = csv.DictReader(io.StringIO(read_text(path, "data file"), newline=""))
     if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
         raise ConfigError([(str(path), f"expected a CSV header with image,caption, got {reader.fieldnames}")])
     rows = []
@@ -89,7 +74,7 @@ def manifest_rows(path: Path) -> list[Row]:
     if path.suffix.lower() == ".csv":
         return _csv_rows(path)
     rows = []
-    for number, line in enumerate(read_text(path).splitlines(), 1):
+    for number, line in enumerate(read_text(path, "data file").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
