@@ -7,8 +7,8 @@ expected, e.g. ``image_features: expected a 2-D float tensor [B, D], got shape (
 The input policy of every bundled loss (docs/troubleshooting.md, "Input policy"):
 checks of shape, dtype and device always run (they need no data); checks that read the
 data (finite values, index ranges) follow the loss's ``check_inputs`` field
-(:data:`CheckInputs`): ``"auto"`` runs them on CPU tensors, where reading the data is
-free, and skips them elsewhere, so a CUDA step never waits on the host; ``"always"`` runs
+(:data:`CheckInputs`): ``"auto"`` runs them on CPU tensors in eager mode, where reading
+the data is free, and skips them elsewhere (and while ``torch.compile`` traces), so a CUDA step never waits on the host; ``"always"`` runs
 them everywhere (one host synchronisation per call on CUDA); ``"never"`` skips them.
 
 The numeric policy of every bundled loss is :func:`compute_dtype`: float64 inputs are
@@ -145,10 +145,13 @@ CheckInputs = Annotated[
 def value_checks_enabled(mode: InputChecks, device: torch.device) -> bool:
     """Whether checks that read tensor values run for inputs on ``device`` under ``mode``.
 
-    ``"auto"`` means only on the CPU: on CUDA a check is a host synchronisation, and a
-    meta tensor has no values to read.
+    ``"auto"`` means only on the CPU in eager mode: on CUDA a check is a host
+    synchronisation, a meta tensor has no values to read, and while ``torch.compile``
+    traces a check would break the graph. ``"always"`` runs them everywhere.
     """
-    return mode == "always" or (mode == "auto" and device.type == "cpu")
+    if mode == "always":
+        return True
+    return mode == "auto" and device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def check_finite(**tensors: Tensor | None) -> None:

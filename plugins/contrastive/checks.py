@@ -62,13 +62,9 @@ def no_autocast(first: Tensor) -> AbstractContextManager[object]:
 def check_values(mode: InputChecks, **tensors: Tensor | None) -> None:
     """The checks that read the data, under the input policy ``mode`` (``check_inputs``):
     float tensors must be finite (:func:`losskit.checks.check_finite`); an integer
-    ``positive_mask`` must hold only 0 and 1. By default (``"auto"``) on CPU tensors in eager
-    mode: while ``torch.compile`` traces, a check would break the graph, so ``"auto"`` skips it
-    there too (``"always"`` still runs it)."""
+    ``positive_mask`` must hold only 0 and 1 (when they run: :func:`losskit.checks.value_checks_enabled`)."""
     first = next((t for t in tensors.values() if t is not None), None)
     if first is None or not value_checks_enabled(mode, first.device):
-        return
-    if mode == "auto" and torch.compiler.is_compiling():
         return
     check_finite(**tensors)
     mask = tensors.get("positive_mask")

@@ -54,3 +54,15 @@ def test_check_finite_accepts_finite_empty_none_and_integer_tensors() -> None:
 )
 def test_compute_dtype_policy(dtypes: tuple[torch.dtype, ...], expected: torch.dtype) -> None:
     assert compute_dtype(*(torch.zeros(1, dtype=d) for d in dtypes), None) == expected
+
+
+def test_auto_skips_value_checks_while_compiling_and_always_keeps_them() -> None:
+    seen: dict[str, bool] = {}
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        seen["auto"] = value_checks_enabled("auto", x.device)
+        seen["always"] = value_checks_enabled("always", x.device)
+        return x + 1
+
+    torch.compile(probe, backend="eager", fullgraph=True)(torch.zeros(2))
+    assert seen == {"auto": False, "always": True}
