@@ -151,10 +151,32 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-
     torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
+def assert_grads_match(
+    loss: torch.Tensor,
+    ref: torch.Tensor,
+    wrt: list[torch.Tensor | None],
+    ref_wrt: list[torch.Tensor | None],
+    names: list[str],
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+) -> None:
+    """Gradients of ``loss`` and ``ref`` under one non-uniform upstream gradient (so
+    ``reduction='none'`` is checked per token) agree for every present input pair."""
+    upstream = torch.linspace(0.5, 2.0, max(ref.numel(), 1), dtype=torch.float64).reshape(ref.shape)
+    pairs = [(w, r, n) for w, r, n in zip(wrt, ref_wrt, names) if w is not None and r is not None]
+    got = torch.autograd.grad(loss, [w for w, _, _ in pairs], upstream, allow_unused=True)
+    want = torch.autograd.grad(ref, [r for _, r, _ in pairs], upstream, allow_unused=True)
+    for (w, _, name), g, e in zip(pairs, got, want):
+        g = torch.zeros_like(w) if g is None else g
+        e = torch.zeros_like(g) if e is None else e
+        assert_close(g, e, rtol=rtol, atol=atol, what=f"grad of {name}")
+
+
 @pytest.fixture(scope="session")
 def tok() -> SimpleNamespace:
     """The shared reference helpers."""
     return SimpleNamespace(
-        reference=reference_token_ce, draw_case=draw_case, assert_close=assert_close, IGNORE=IGNORE
+        reference=reference_token_ce, draw_case=draw_case, assert_close=assert_close,
+        assert_grads_match=assert_grads_match, IGNORE=IGNORE,
     )
 
