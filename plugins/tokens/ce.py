@@ -23,14 +23,9 @@ import losskit
 from losskit.checks import compute_dtype
 from losskit.kernels import use_triton
 
+from losskit_plugins.tokens.call import prepare_call
 from losskit_plugins.tokens.config import TokenCEConfig
-from losskit_plugins.tokens.inputs import (
-    check_class_weights,
-    check_logits_by_lse,
-    check_num_items,
-    flat_labels,
-    flat_rows,
-)
+from losskit_plugins.tokens.inputs import check_logits_by_lse, flat_rows
 from losskit_plugins.tokens.kernels import (
     RowOptions,
     Targets,
@@ -40,7 +35,7 @@ from losskit_plugins.tokens.kernels import (
     softmax_into,
     upcast_capped,
 )
-from losskit_plugins.tokens.output import check_reduction, row_scale, token_output, triton_output
+from losskit_plugins.tokens.output import row_scale, token_output, triton_output
 from losskit_plugins.tokens.triton_ce import triton_rows
 
 __all__ = ["TokenCELoss", "token_rows"]
@@ -141,22 +136,10 @@ class TokenCELoss(losskit.Loss[TokenCEConfig]):
     ) -> losskit.LossOutput:
         cfg = self.config
         rows = flat_rows(logits, "logits", "[B, T, V] or [N, V]")
-        flat = flat_labels(
-            labels,
-            logits.shape[:-1],
-            logits.shape[-1],
-            inputs_name="logits",
-            device=logits.device,
-            shift=cfg.shift,
-            ignore_index=cfg.ignore_index,
-            weights=weights,
-            check_inputs=cfg.check_inputs,
+        flat, num_items, dtype, cw, opts = prepare_call(
+            cfg, labels, logits.shape[:-1], logits.shape[-1], inputs_name="logits", device=logits.device,
+            dtype=compute_dtype(logits), weights=weights, num_items_in_batch=num_items_in_batch, class_weights=class_weights,
         )
-        num_items = check_num_items(num_items_in_batch, logits.device, cfg.check_inputs)
-        check_reduction(cfg.reduction, num_items)
-        dtype = compute_dtype(logits)
-        cw = check_class_weights(class_weights, logits.shape[-1], logits.device, cfg.check_inputs, dtype)
-        opts = RowOptions(cfg.label_smoothing, cw, cfg.softcap)
         if use_triton(cfg.kernel, logits.device):
             scale = row_scale(flat, cfg.reduction, num_items, dtype, cw)
             index = torch.where(flat.targets.valid, flat.targets.index, -1)  # [N], -1 on ignored rows

@@ -29,12 +29,13 @@ import losskit
 from losskit.checks import compute_dtype
 from losskit.kernels import use_triton
 
+from losskit_plugins.tokens.call import prepare_call
 from losskit_plugins.tokens.config import LinearTokenCEConfig
-from losskit_plugins.tokens.inputs import check_class_weights, check_head, check_num_items, flat_labels
+from losskit_plugins.tokens.inputs import check_head
 from losskit_plugins.tokens.kernels import LINEAR_CHUNK_ELEMENTS, RowOptions, RowStats, logit_grad_, rows_per_chunk
 from losskit_plugins.tokens.linear_chunks import Grads, make_head, scan
 from losskit_plugins.tokens.linear_triton import triton_linear_total
-from losskit_plugins.tokens.output import check_reduction, metrics, row_scale, token_output
+from losskit_plugins.tokens.output import metrics, row_scale, token_output
 
 __all__ = ["LinearTokenCELoss"]
 
@@ -197,22 +198,11 @@ class LinearTokenCELoss(losskit.Loss[LinearTokenCEConfig]):
     ) -> losskit.LossOutput:
         cfg = self.config
         rows_in = check_head(hidden, weight, bias, cfg.check_inputs)
-        flat = flat_labels(
-            labels,
-            hidden.shape[:-1],
-            weight.shape[0],
-            inputs_name="hidden",
-            device=hidden.device,
-            shift=cfg.shift,
-            ignore_index=cfg.ignore_index,
-            weights=weights,
-            check_inputs=cfg.check_inputs,
+        flat, num_items, dtype, cw, opts = prepare_call(
+            cfg, labels, hidden.shape[:-1], weight.shape[0], inputs_name="hidden", device=hidden.device,
+            dtype=compute_dtype(hidden, weight, bias), weights=weights, num_items_in_batch=num_items_in_batch,
+            class_weights=class_weights,
         )
-        num_items = check_num_items(num_items_in_batch, hidden.device, cfg.check_inputs)
-        check_reduction(cfg.reduction, num_items)
-        dtype = compute_dtype(hidden, weight, bias)
-        cw = check_class_weights(class_weights, weight.shape[0], hidden.device, cfg.check_inputs, dtype)
-        opts = RowOptions(cfg.label_smoothing, cw, cfg.softcap)
         targets = flat.targets
         needs_grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (hidden, weight, bias, weights)
